@@ -1,0 +1,382 @@
+//! `struct optee_msg_arg` and `struct optee_msg_param` (`optee_msg.h`), byte-exact and
+//! little-endian.
+//!
+//! Header (32 bytes): cmd @0, func @4, session @8, cancel_id @12, pad @16, ret @20,
+//! ret_origin @24, num_params @28; then `num_params` params of 32 bytes: attr @0 and three
+//! u64 words @8, @16, @24 (the tmem / rmem / value union).
+
+use heapless::Vec;
+
+use crate::mem::PhysMem;
+use crate::AbiError;
+
+/// Param attribute values.
+pub mod attr {
+    pub const NONE: u64 = 0x0;
+    pub const VALUE_INPUT: u64 = 0x1;
+    pub const VALUE_OUTPUT: u64 = 0x2;
+    pub const VALUE_INOUT: u64 = 0x3;
+    pub const RMEM_INPUT: u64 = 0x5;
+    pub const RMEM_OUTPUT: u64 = 0x6;
+    pub const RMEM_INOUT: u64 = 0x7;
+    pub const TMEM_INPUT: u64 = 0x9;
+    pub const TMEM_OUTPUT: u64 = 0xa;
+    pub const TMEM_INOUT: u64 = 0xb;
+    /// The bits that hold the type.
+    pub const TYPE_MASK: u64 = 0xff;
+    /// Meta param: not passed to the TA (OPEN_SESSION's UUIDs).
+    pub const META: u64 = 1 << 8;
+    /// The tmem buffer is a non-contiguous page list.
+    pub const NONCONTIG: u64 = 1 << 9;
+}
+
+/// Message commands (`optee_msg_arg.cmd`).
+pub mod cmd {
+    pub const OPEN_SESSION: u32 = 0;
+    pub const INVOKE_COMMAND: u32 = 1;
+    pub const CLOSE_SESSION: u32 = 2;
+    pub const CANCEL: u32 = 3;
+    pub const REGISTER_SHM: u32 = 4;
+    pub const UNREGISTER_SHM: u32 = 5;
+    pub const DO_BOTTOM_HALF: u32 = 6;
+    pub const STOP_ASYNC_NOTIF: u32 = 7;
+}
+
+/// RPC commands (`optee_rpc_cmd.h`), in an `optee_msg_arg` sent with an RPC CMD.
+pub mod rpc_cmd {
+    pub const GET_TIME: u32 = 3;
+    pub const NOTIFICATION: u32 = 4;
+    pub const SUSPEND: u32 = 5;
+    pub const SHM_ALLOC: u32 = 6;
+    pub const SHM_FREE: u32 = 7;
+    /// SHM_ALLOC / SHM_FREE value a: memory for a TA (application).
+    pub const SHM_TYPE_APPL: u64 = 0;
+    /// SHM_ALLOC / SHM_FREE value a: memory for OP-TEE itself (kernel).
+    pub const SHM_TYPE_KERNEL: u64 = 1;
+}
+
+/// Size of the `optee_msg_arg` header.
+pub const ARG_HEADER_SIZE: usize = 32;
+/// Size of one `optee_msg_param`.
+pub const PARAM_SIZE: usize = 32;
+/// Params one message may carry: Linux's cap (`TEE_NUM_PARAMS` 4 plus two META params).
+pub const MAX_PARAMS: usize = 6;
+
+/// Bytes of an `optee_msg_arg` with `num_params` params.
+pub const fn arg_size(num_params: usize) -> usize {
+    ARG_HEADER_SIZE + PARAM_SIZE * num_params
+}
+
+/// Which way a param's data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+    InOut,
+}
+
+impl Direction {
+    /// The offset of this direction from the INPUT attr of its family.
+    const fn offset(self) -> u64 {
+        match self {
+            Direction::In => 0,
+            Direction::Out => 1,
+            Direction::InOut => 2,
+        }
+    }
+
+    /// True when the secure world reads the data.
+    pub const fn is_input(self) -> bool {
+        matches!(self, Direction::In | Direction::InOut)
+    }
+
+    /// True when the secure world writes the data.
+    pub const fn is_output(self) -> bool {
+        matches!(self, Direction::Out | Direction::InOut)
+    }
+}
+
+/// A param as typed data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    /// Unused slot.
+    None,
+    /// Three plain values.
+    Value {
+        dir: Direction,
+        a: u64,
+        b: u64,
+        c: u64,
+        meta: bool,
+    },
+    /// A slice of registered shm named by its cookie.
+    Rmem {
+        dir: Direction,
+        offs: u64,
+        size: u64,
+        shm_ref: u64,
+    },
+    /// Temporary memory by physical address (or a page list with `noncontig`).
+    Tmem {
+        dir: Direction,
+        buf_ptr: u64,
+        size: u64,
+        shm_ref: u64,
+        noncontig: bool,
+        meta: bool,
+    },
+}
+
+/// A param as its four raw words: what lies in memory, whether or not its attr is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RawParam {
+    pub attr: u64,
+    pub a: u64,
+    pub b: u64,
+    pub c: u64,
+}
+
+impl RawParam {
+    /// Interprets the raw words by their attribute.
+    pub fn decode_typed(&self) -> Result<Param, AbiError> {
+        let meta = self.attr & attr::META != 0;
+        let noncontig = self.attr & attr::NONCONTIG != 0;
+        let known_flags = attr::TYPE_MASK | attr::META | attr::NONCONTIG;
+        if self.attr & !known_flags != 0 {
+            return Err(AbiError::BadAttr(self.attr));
+        }
+        let dir = |base: u64| match (self.attr & attr::TYPE_MASK) - base {
+            0 => Direction::In,
+            1 => Direction::Out,
+            _ => Direction::InOut,
+        };
+        let ty = self.attr & attr::TYPE_MASK;
+        match ty {
+            attr::NONE if !meta && !noncontig => Ok(Param::None),
+            attr::VALUE_INPUT..=attr::VALUE_INOUT if !noncontig => Ok(Param::Value {
+                dir: dir(attr::VALUE_INPUT),
+                a: self.a,
+                b: self.b,
+                c: self.c,
+                meta,
+            }),
+            attr::RMEM_INPUT..=attr::RMEM_INOUT if !noncontig && !meta => Ok(Param::Rmem {
+                dir: dir(attr::RMEM_INPUT),
+                offs: self.a,
+                size: self.b,
+                shm_ref: self.c,
+            }),
+            attr::TMEM_INPUT..=attr::TMEM_INOUT => Ok(Param::Tmem {
+                dir: dir(attr::TMEM_INPUT),
+                buf_ptr: self.a,
+                size: self.b,
+                shm_ref: self.c,
+                noncontig,
+                meta,
+            }),
+            _ => Err(AbiError::BadAttr(self.attr)),
+        }
+    }
+
+    fn read(bytes: &[u8]) -> RawParam {
+        RawParam {
+            attr: le64(bytes, 0),
+            a: le64(bytes, 8),
+            b: le64(bytes, 16),
+            c: le64(bytes, 24),
+        }
+    }
+
+    fn write(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.attr.to_le_bytes());
+        out[8..16].copy_from_slice(&self.a.to_le_bytes());
+        out[16..24].copy_from_slice(&self.b.to_le_bytes());
+        out[24..32].copy_from_slice(&self.c.to_le_bytes());
+    }
+}
+
+impl From<Param> for RawParam {
+    fn from(param: Param) -> RawParam {
+        let flag = |on: bool, bit: u64| if on { bit } else { 0 };
+        match param {
+            Param::None => RawParam::default(),
+            Param::Value { dir, a, b, c, meta } => RawParam {
+                attr: (attr::VALUE_INPUT + dir.offset()) | flag(meta, attr::META),
+                a,
+                b,
+                c,
+            },
+            Param::Rmem {
+                dir,
+                offs,
+                size,
+                shm_ref,
+            } => RawParam {
+                attr: attr::RMEM_INPUT + dir.offset(),
+                a: offs,
+                b: size,
+                c: shm_ref,
+            },
+            Param::Tmem {
+                dir,
+                buf_ptr,
+                size,
+                shm_ref,
+                noncontig,
+                meta,
+            } => RawParam {
+                attr: (attr::TMEM_INPUT + dir.offset())
+                    | flag(noncontig, attr::NONCONTIG)
+                    | flag(meta, attr::META),
+                a: buf_ptr,
+                b: size,
+                c: shm_ref,
+            },
+        }
+    }
+}
+
+/// An `optee_msg_arg` with its params.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MsgArg {
+    pub cmd: u32,
+    pub func: u32,
+    pub session: u32,
+    pub cancel_id: u32,
+    pub ret: u32,
+    pub ret_origin: u32,
+    pub params: Vec<RawParam, MAX_PARAMS>,
+}
+
+impl MsgArg {
+    /// A message for `cmd` with no params and zeroed fields.
+    pub fn new(cmd: u32) -> MsgArg {
+        MsgArg {
+            cmd,
+            ..MsgArg::default()
+        }
+    }
+
+    /// Appends a param, failing when the message already holds [`MAX_PARAMS`].
+    pub fn push(&mut self, param: impl Into<RawParam>) -> Result<(), AbiError> {
+        self.params
+            .push(param.into())
+            .map_err(|_| AbiError::TooManyParams {
+                count: MAX_PARAMS as u32 + 1,
+                max: MAX_PARAMS,
+            })
+    }
+
+    /// Bytes this message occupies.
+    pub fn encoded_len(&self) -> usize {
+        arg_size(self.params.len())
+    }
+
+    /// Reads `num_params` from a header without decoding the rest.
+    pub fn peek_num_params(bytes: &[u8]) -> Result<u32, AbiError> {
+        if bytes.len() < ARG_HEADER_SIZE {
+            return Err(AbiError::Truncated {
+                needed: ARG_HEADER_SIZE,
+                have: bytes.len(),
+            });
+        }
+        Ok(le32(bytes, 28))
+    }
+
+    /// Decodes a message; fails on truncation or more than [`MAX_PARAMS`] params.
+    pub fn decode(bytes: &[u8]) -> Result<MsgArg, AbiError> {
+        let num_params = MsgArg::peek_num_params(bytes)?;
+        if num_params as usize > MAX_PARAMS {
+            return Err(AbiError::TooManyParams {
+                count: num_params,
+                max: MAX_PARAMS,
+            });
+        }
+        let needed = arg_size(num_params as usize);
+        if bytes.len() < needed {
+            return Err(AbiError::Truncated {
+                needed,
+                have: bytes.len(),
+            });
+        }
+        let mut params = Vec::new();
+        for chunk in bytes[ARG_HEADER_SIZE..needed].chunks_exact(PARAM_SIZE) {
+            // Cannot overflow: num_params <= MAX_PARAMS was checked above.
+            let _ = params.push(RawParam::read(chunk));
+        }
+        Ok(MsgArg {
+            cmd: le32(bytes, 0),
+            func: le32(bytes, 4),
+            session: le32(bytes, 8),
+            cancel_id: le32(bytes, 12),
+            ret: le32(bytes, 20),
+            ret_origin: le32(bytes, 24),
+            params,
+        })
+    }
+
+    /// Encodes into `out`, returning the bytes written.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, AbiError> {
+        let needed = self.encoded_len();
+        if out.len() < needed {
+            return Err(AbiError::BufferTooSmall {
+                needed,
+                have: out.len(),
+            });
+        }
+        let header: [u32; 8] = [
+            self.cmd,
+            self.func,
+            self.session,
+            self.cancel_id,
+            0,
+            self.ret,
+            self.ret_origin,
+            self.params.len() as u32,
+        ];
+        for (i, word) in header.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        for (i, p) in self.params.iter().enumerate() {
+            let at = ARG_HEADER_SIZE + i * PARAM_SIZE;
+            p.write(&mut out[at..at + PARAM_SIZE]);
+        }
+        Ok(needed)
+    }
+
+    /// Reads a message from normal-world memory at `pa`.
+    pub fn read_from(mem: &(impl PhysMem + ?Sized), pa: u64) -> Result<MsgArg, AbiError> {
+        let mut buf = [0u8; arg_size(MAX_PARAMS)];
+        mem.read(pa, &mut buf[..ARG_HEADER_SIZE])?;
+        let num_params = MsgArg::peek_num_params(&buf)?;
+        if num_params as usize > MAX_PARAMS {
+            return Err(AbiError::TooManyParams {
+                count: num_params,
+                max: MAX_PARAMS,
+            });
+        }
+        let len = arg_size(num_params as usize);
+        mem.read(pa + ARG_HEADER_SIZE as u64, &mut buf[ARG_HEADER_SIZE..len])?;
+        MsgArg::decode(&buf[..len])
+    }
+
+    /// Writes this message to normal-world memory at `pa`.
+    pub fn write_to(&self, mem: &mut (impl PhysMem + ?Sized), pa: u64) -> Result<(), AbiError> {
+        let mut buf = [0u8; arg_size(MAX_PARAMS)];
+        let len = self.encode(&mut buf)?;
+        mem.write(pa, &buf[..len])?;
+        Ok(())
+    }
+}
+
+fn le32(bytes: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn le64(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}

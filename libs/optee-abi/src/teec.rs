@@ -1,0 +1,53 @@
+//! TEE Client API result codes, return origins and login methods (`tee_client_api.h`).
+
+pub const SUCCESS: u32 = 0;
+pub const ERROR_GENERIC: u32 = 0xFFFF_0000;
+pub const ERROR_ACCESS_DENIED: u32 = 0xFFFF_0001;
+pub const ERROR_CANCEL: u32 = 0xFFFF_0002;
+pub const ERROR_BAD_FORMAT: u32 = 0xFFFF_0005;
+pub const ERROR_BAD_PARAMETERS: u32 = 0xFFFF_0006;
+pub const ERROR_BAD_STATE: u32 = 0xFFFF_0007;
+pub const ERROR_ITEM_NOT_FOUND: u32 = 0xFFFF_0008;
+pub const ERROR_NOT_SUPPORTED: u32 = 0xFFFF_000A;
+pub const ERROR_OUT_OF_MEMORY: u32 = 0xFFFF_000C;
+pub const ERROR_BUSY: u32 = 0xFFFF_000D;
+pub const ERROR_COMMUNICATION: u32 = 0xFFFF_000E;
+pub const ERROR_SHORT_BUFFER: u32 = 0xFFFF_0010;
+pub const ERROR_TARGET_DEAD: u32 = 0xFFFF_3024;
+
+/// Where a result came from (`ret_origin`).
+pub mod origin {
+    pub const API: u32 = 1;
+    pub const COMMS: u32 = 2;
+    pub const TEE: u32 = 3;
+    pub const TRUSTED_APP: u32 = 4;
+}
+
+/// Login methods carried in OPEN_SESSION's second META param.
+pub mod login {
+    pub const PUBLIC: u32 = 0;
+    pub const USER: u32 = 1;
+    pub const GROUP: u32 = 2;
+    pub const APPLICATION: u32 = 4;
+}
+
+/// A short name for a result code, for logs and human output.
+pub const fn result_name(code: u32) -> &'static str {
+    match code {
+        SUCCESS => "SUCCESS",
+        ERROR_GENERIC => "GENERIC",
+        ERROR_ACCESS_DENIED => "ACCESS_DENIED",
+        ERROR_CANCEL => "CANCEL",
+        ERROR_BAD_FORMAT => "BAD_FORMAT",
+        ERROR_BAD_PARAMETERS => "BAD_PARAMETERS",
+        ERROR_BAD_STATE => "BAD_STATE",
+        ERROR_ITEM_NOT_FOUND => "ITEM_NOT_FOUND",
+        ERROR_NOT_SUPPORTED => "NOT_SUPPORTED",
+        ERROR_OUT_OF_MEMORY => "OUT_OF_MEMORY",
+        ERROR_BUSY => "BUSY",
+        ERROR_COMMUNICATION => "COMMUNICATION",
+        ERROR_SHORT_BUFFER => "SHORT_BUFFER",
+        ERROR_TARGET_DEAD => "TARGET_DEAD",
+        _ => "UNKNOWN",
+    }
+}
