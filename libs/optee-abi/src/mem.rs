@@ -28,6 +28,18 @@ pub trait PhysMem {
     /// True when `pa..pa+len` lies entirely inside normal-world RAM.
     fn contains(&self, pa: u64, len: u64) -> bool;
 
+    /// Zeroes `len` bytes from `pa`. Backends with a cheaper way (dropping sparse pages) override it.
+    fn zero(&mut self, pa: u64, len: u64) -> Result<(), MemError> {
+        const CHUNK: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(PAGE_SIZE_U64);
+            self.write(pa + done, &CHUNK[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Reads a little-endian u64 at `pa`.
     fn read_u64(&self, pa: u64) -> Result<u64, MemError> {
         let mut b = [0u8; 8];
@@ -50,5 +62,8 @@ impl<M: PhysMem + ?Sized> PhysMem for &mut M {
     }
     fn contains(&self, pa: u64, len: u64) -> bool {
         (**self).contains(pa, len)
+    }
+    fn zero(&mut self, pa: u64, len: u64) -> Result<(), MemError> {
+        (**self).zero(pa, len)
     }
 }

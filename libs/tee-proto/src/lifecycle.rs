@@ -1,0 +1,160 @@
+//! init ↔ every server (teed, tpmd, bnxtd): start-up, status and shutdown.
+//!
+//! * init sends [`InitRequest`]s; the server answers each with one [`ServerEvent`] carrying the
+//!   same `request_id`. init never blocks on a server: it waits for each answer with a deadline.
+//! * Start-up: init starts teed first and sends `Hello` with teed's new generation (and the same
+//!   number as `teed_generation`); teed answers `Ready` once it serves, or `Declined` (crash
+//!   kernel, incompatible or unreachable secure world) without any further SMC. init holds a
+//!   server that declined and never restarts it this boot. Then init starts the clients, whose
+//!   `Hello` names teed's generation so that their first frames to teed are addressed correctly.
+//! * Shutdown (kexec, reboot, crash): init sends `Shutdown` to the clients first; each frees and
+//!   unregisters its shared memory and closes its session, then answers `ShutdownAck`. Only then
+//!   does init send `Shutdown` to teed, which unregisters whatever is still registered, closes
+//!   leftover sessions and drains the RPC shm cache before its `ShutdownAck`. An ack is sent
+//!   only after every unregister it covers has completed. On a crash the deadline is short and
+//!   the next boot carries the crash flag.
+//! * `Status` may be sent at any time and is answered with `Status`.
+//! * A server that cannot act on a request (stale generation, malformed body) answers `Error`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WireError;
+use crate::frame::Generation;
+
+/// How the running normal-world boot began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootKind {
+    /// Power-on: the secure world is fresh too.
+    Cold,
+    /// A kexec from a previous normal world: the secure world kept its state.
+    Kexec,
+    /// The crash kernel: secure threads may be suspended for ever; teed must decline.
+    CrashKernel,
+    /// A machine reset: the secure world restarted as well.
+    Reset,
+}
+
+/// Facts about this boot that init hands every server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootInfo {
+    /// Distinct for every normal-world boot.
+    pub boot_id: u64,
+    pub kind: BootKind,
+    /// Set when the previous normal world crashed; teed declines while it is set.
+    pub crash_flag: bool,
+}
+
+/// Physical frames a server may allocate from during this boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RamWindow {
+    pub base: u64,
+    pub len: u64,
+}
+
+impl RamWindow {
+    /// Whether `[pa, pa + len)` lies inside the window (false on address overflow).
+    pub fn contains(&self, pa: u64, len: u64) -> bool {
+        let (Some(window_end), Some(range_end)) =
+            (self.base.checked_add(self.len), pa.checked_add(len))
+        else {
+            return false;
+        };
+        pa >= self.base && range_end <= window_end
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerKind {
+    Teed,
+    Tpmd,
+    Bnxtd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShutdownReason {
+    Kexec,
+    Reboot,
+    Crash,
+}
+
+/// What init tells a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitRequest {
+    /// First message to a new incarnation: its own generation, teed's current generation
+    /// (equal to `generation` when sent to teed), the boot facts and its RAM window. `journal`
+    /// is the reserved region that survives kexec and crash entry (teed's lifecycle journal;
+    /// `len` 0 for servers that keep none).
+    Hello {
+        generation: Generation,
+        teed_generation: Generation,
+        boot: BootInfo,
+        ram: RamWindow,
+        journal: RamWindow,
+    },
+    /// Release everything held in the secure world, then acknowledge.
+    Shutdown {
+        reason: ShutdownReason,
+    },
+    Status,
+}
+
+/// Why a server refused to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeclineReason {
+    /// Running in the crash kernel, or the crash flag is set.
+    CrashKernel,
+    /// The secure world's API UID or revision is not one teed speaks.
+    IncompatibleSecureWorld,
+    /// The SMC conduit or teed is unreachable.
+    SecureWorldUnavailable,
+    /// Probing did not finish before its deadline (e.g. the cache drain stayed busy).
+    DeadlineExpired,
+}
+
+/// What a server released during shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownReport {
+    /// Shared-memory registrations removed from the secure world.
+    pub unregistered: u32,
+    pub sessions_closed: u32,
+    /// RPC shm cache entries returned by the drain and freed.
+    pub cache_buffers_freed: u32,
+    /// Releases that failed; non-zero means something may be left in the secure world.
+    pub errors: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerState {
+    Starting,
+    Serving,
+    Declined,
+    ShuttingDown,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub kind: ServerKind,
+    pub generation: Generation,
+    pub state: ServerState,
+    pub sessions: u32,
+    pub registrations: u32,
+    pub registered_bytes: u64,
+}
+
+/// What a server tells init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerEvent {
+    /// Answers `Hello`: serving as `generation`.
+    Ready {
+        generation: Generation,
+    },
+    /// Answers `Hello`: will not serve this boot; init must hold, not restart, the server.
+    Declined {
+        reason: DeclineReason,
+    },
+    /// Answers `Shutdown` once every release it reports has completed.
+    ShutdownAck(ShutdownReport),
+    Status(ServerStatus),
+    Error(WireError),
+}
