@@ -1,0 +1,171 @@
+//! Normal-world RAM as a shared, sparse file.
+//!
+//! Hosted, the secure-world process and every normal-world process map the same file, so a
+//! page that teed registers is the page the secure-world model reads. The file is sparse: its
+//! size is set with `set_len`, never by writing zeros, so an 8 GiB RAM costs only what is touched.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+use optee_abi::mem::{MemError, PhysMem};
+
+/// Default normal-world RAM size: 8 GiB, the seed's kind of machine.
+pub const DEFAULT_RAM_BYTES: u64 = 8 << 30;
+/// Default physical base of normal-world RAM, as on QEMU `virt`.
+pub const DEFAULT_RAM_BASE: u64 = 0x4000_0000;
+
+/// Failures to set up the RAM file.
+#[derive(Debug, thiserror::Error)]
+pub enum RamError {
+    /// Creating, sizing or mapping the file failed.
+    #[error("ram file {}: {action} failed", path.display())]
+    Io {
+        /// The RAM file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The underlying failure.
+        #[source]
+        source: io::Error,
+    },
+    /// A RAM of zero bytes cannot hold anything.
+    #[error("ram size must not be zero")]
+    ZeroSize,
+    /// `base + size` does not fit the physical address space.
+    #[error("ram window {base:#x}+{size:#x} overflows the physical address space")]
+    WindowOverflow {
+        /// Requested physical base.
+        base: u64,
+        /// Requested size in bytes.
+        size: u64,
+    },
+    /// The size does not fit this process's address space.
+    #[error("ram size {size:#x} does not fit this address space")]
+    TooLarge {
+        /// Requested size in bytes.
+        size: u64,
+    },
+}
+
+/// A shared mapping of the normal-world RAM file, addressed by physical address.
+///
+/// Other processes may write the same pages at any time (that is the point), so the mapping is
+/// only ever touched through raw copies, never through Rust references into it.
+#[derive(Debug)]
+pub struct RamFile {
+    map: MmapRaw,
+    base: u64,
+    size: u64,
+}
+
+impl RamFile {
+    /// Creates or opens the RAM file at `path` with the default physical base.
+    pub fn open(path: impl AsRef<Path>, size: u64) -> Result<Self, RamError> {
+        Self::open_at(path, DEFAULT_RAM_BASE, size)
+    }
+
+    /// Creates or opens the RAM file at `path`, mapping `size` bytes at physical `base`.
+    ///
+    /// An existing shorter file is extended (sparsely); a longer one is left as it is, since
+    /// shrinking it would fault the other processes that map it.
+    pub fn open_at(path: impl AsRef<Path>, base: u64, size: u64) -> Result<Self, RamError> {
+        let path = path.as_ref();
+        if size == 0 {
+            return Err(RamError::ZeroSize);
+        }
+        if base.checked_add(size).is_none() {
+            return Err(RamError::WindowOverflow { base, size });
+        }
+        let map_len = usize::try_from(size).map_err(|_| RamError::TooLarge { size })?;
+        let io_error = |action, source| RamError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        };
+
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_error("open", e))?;
+        let current_len = file.metadata().map_err(|e| io_error("stat", e))?.len();
+        if current_len < size {
+            file.set_len(size).map_err(|e| io_error("set_len", e))?;
+        }
+        let map = MmapOptions::new()
+            .len(map_len)
+            .map_raw(&file)
+            .map_err(|e| io_error("mmap", e))?;
+        tracing::debug!(path = %path.display(), base, size, "ram file mapped");
+        Ok(Self { map, base, size })
+    }
+
+    /// First physical address of the RAM.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Size of the RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Offset into the mapping of `pa..pa+len`, if the whole range is RAM.
+    fn offset_of(&self, pa: u64, len: u64) -> Option<usize> {
+        let offset = pa.checked_sub(self.base)?;
+        let end = offset.checked_add(len)?;
+        if offset >= self.size || end > self.size {
+            return None;
+        }
+        usize::try_from(offset).ok()
+    }
+
+    fn checked_offset(&self, pa: u64, len: usize) -> Result<usize, MemError> {
+        let len = len as u64;
+        self.offset_of(pa, len).ok_or(MemError { pa, len })
+    }
+}
+
+impl PhysMem for RamFile {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let offset = self.checked_offset(pa, buf.len())?;
+        // SAFETY: `checked_offset` proved `offset + buf.len() <= size`, the mapped length, so the
+        // source lies inside the live mapping; `buf` is a distinct Rust allocation. Concurrent
+        // writers in other processes can only change the bytes read, not their validity as u8.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        let offset = self.checked_offset(pa, data.len())?;
+        // SAFETY: as in `read`: the destination range is inside the writable shared mapping
+        // (opened read-write), and `data` cannot overlap it because no reference into the
+        // mapping is ever handed out.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn contains(&self, pa: u64, len: u64) -> bool {
+        self.offset_of(pa, len).is_some()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,68 @@
+//! `cargo xtask`: the project's own build tasks, needing nothing but cargo.
+//!
+//! Subcommands: `test [--soak]`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`.
+
+mod flags;
+mod prereq;
+mod run;
+mod test_cmd;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use flags::Command;
+use run::CommandExt;
+
+/// Exit code for "this subcommand does not exist yet" and for usage errors.
+const EXIT_NOT_AVAILABLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match flags::parse(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{}", flags::USAGE);
+            return ExitCode::from(EXIT_NOT_AVAILABLE);
+        }
+    };
+    let root = workspace_root();
+    let outcome = match command {
+        Command::Help => {
+            println!("{}", flags::USAGE);
+            Ok(())
+        }
+        Command::Test { soak } => test_cmd::run(&root, soak),
+        Command::Tidy => tidy::run(&root),
+        Command::Demo { args } => run::cargo(&root)
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "teesys-init",
+                "--bin",
+                "teectl",
+                "--",
+                "demo",
+            ])
+            .args(&args)
+            .status_ok("demo"),
+        Command::Bench | Command::Qemu => {
+            println!("not yet built (see issues)");
+            return ExitCode::from(EXIT_NOT_AVAILABLE);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one folder below it.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
