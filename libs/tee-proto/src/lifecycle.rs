@@ -112,7 +112,7 @@ pub enum DeclineReason {
 }
 
 /// What a server released during shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShutdownReport {
     /// Shared-memory registrations removed from the secure world.
     pub unregistered: u32,

@@ -1,1 +1,22 @@
-//! placeholder
+//! teed's core: the OP-TEE driver as a sans-IO state machine.
+//!
+//! It owns the SMC conduit (as effects: it asks for SMCs and is handed their results), the
+//! registry of shared memory registered with the secure world, the sessions of its clients and the
+//! lifecycle journal. Platform shells (hosted, QEMU guest, Redox, seL4) feed it messages, SMC
+//! results and timeouts, and carry out what [`Teed::poll`] returns.
+#![no_std]
+
+extern crate alloc;
+
+mod client;
+pub mod config;
+mod core;
+mod engine;
+pub mod frames;
+pub mod journal;
+mod lifecycle;
+pub mod types;
+
+pub use crate::config::{Deadlines, Hardening, Millis, Policy, SeedBugs, TeedConfig};
+pub use crate::core::Teed;
+pub use crate::types::{ClientId, Effect, SmcToken, TeedStats};

@@ -1,0 +1,190 @@
+//! The bookkeeping types of teed's core: effects, calls, registrations, sessions.
+
+use alloc::vec::Vec;
+
+use optee_abi::smc::Regs;
+use optee_abi::uuid::Uuid;
+use tee_proto::lifecycle::{ServerEvent, ServerKind};
+use tee_proto::teed::{ShmId, TeedResponse};
+use tee_proto::{Frame, Header};
+
+use crate::config::Millis;
+use crate::frames::Run;
+
+/// The shell's name for a client endpoint.
+pub type ClientId = u32;
+
+/// Names one SMC the core asked for; the shell hands it back with the returned registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SmcToken(pub u64);
+
+/// What the core wants done. Drain with [`crate::Teed::poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Enter the secure world with these registers; answer with `handle_smc_return`.
+    Smc { token: SmcToken, regs: Regs },
+    /// Send a reply to a client.
+    Reply {
+        client: ClientId,
+        frame: Frame<TeedResponse>,
+    },
+    /// Send an event to init.
+    ToInit(Frame<ServerEvent>),
+}
+
+/// Where a call's answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub client: ClientId,
+    pub header: Header,
+}
+
+/// A yielding call's identity.
+pub type CallId = u64;
+
+/// Why a yielding call was made, and so what its completion does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// REGISTER_SHM of a client buffer.
+    Register {
+        shm: ShmId,
+        list: Run,
+        reply: Option<ReplyTo>,
+    },
+    /// UNREGISTER_SHM of a client buffer.
+    Unregister { shm: ShmId, reply: Option<ReplyTo> },
+    /// OPEN_SESSION for a client.
+    OpenSession {
+        reply: ReplyTo,
+        ta: Uuid,
+        journal_slot: Option<usize>,
+    },
+    /// INVOKE_COMMAND for a client.
+    Invoke { reply: ReplyTo, kinds: Vec<OutKind> },
+    /// CLOSE_SESSION, for a client or teed's own sweep.
+    CloseSession {
+        session: u32,
+        reply: Option<ReplyTo>,
+    },
+    /// CANCEL for a client.
+    Cancel { reply: ReplyTo },
+    /// Probe: unregister what the journal lists.
+    ReclaimRegistration { journal_slot: usize },
+    /// Probe: close what the journal lists.
+    ReclaimSession { journal_slot: usize },
+    /// Probe: a resumed orphan thread, answered with failures until it returns.
+    Orphan { thread: u32 },
+    /// Seed bug 376e4199e327: register a driver-private RPC buffer, then resume `parent`.
+    RegisterPrivate {
+        parent: CallId,
+        cookie: u64,
+        list: Run,
+    },
+    /// Seed bug 376e4199e327: unregister a driver-private RPC buffer, then resume `parent`.
+    UnregisterPrivate { parent: CallId, cookie: u64 },
+}
+
+/// How to report an invoke param back to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    Nothing,
+    Value,
+    Memref,
+}
+
+/// Where a yielding call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallStatus {
+    /// The secure world had no free thread; resend `next` at `retry_at` or when another call
+    /// finishes, whichever comes first, until the call's deadline.
+    WaitingThread { retry_at: Millis },
+    /// An SMC is out.
+    InFlight(SmcToken),
+    /// Waiting for a timer (ETHREAD_LIMIT retry or an RPC SUSPEND) before sending `next`.
+    Sleeping { until: Millis },
+    /// Waiting for a nested call (seed bug 376e4199e327 only).
+    WaitingChild,
+}
+
+/// One yielding call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub purpose: Purpose,
+    /// The message-argument slot; orphans have none.
+    pub arg_slot: Option<usize>,
+    /// Registers to send next.
+    pub next: Regs,
+    pub status: CallStatus,
+    /// Until the secure world has taken the call, the call may wait this long for a thread.
+    pub deadline: Millis,
+    /// Set once the secure world has taken the call (any answer but ETHREAD_LIMIT).
+    pub entered: bool,
+    /// Answer RPCs with failures (orphans from an earlier boot or incarnation).
+    pub orphan_mode: bool,
+}
+
+/// The state of a client's registered buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShmState {
+    Registering,
+    Registered,
+    /// Freed by the client, but (seed bug: dma-buf release) not yet unregistered.
+    ReleasePending,
+    Unregistering,
+}
+
+/// A client's registered buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shm {
+    pub owner: ClientId,
+    pub owner_kind: ServerKind,
+    pub cookie: u64,
+    pub run: Run,
+    pub size: u32,
+    pub state: ShmState,
+    pub journal_slot: Option<usize>,
+}
+
+/// An open session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub owner: ClientId,
+    pub ta: Uuid,
+    pub journal_slot: Option<usize>,
+    pub closing: bool,
+}
+
+/// A driver-private buffer handed to the secure world by RPC ALLOC or SHM_ALLOC. It belongs to
+/// teed, never to a client (the aceeafefff73 lesson).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivateBuf {
+    pub run: Run,
+    /// Seed bug 376e4199e327: registered like a client buffer.
+    pub registered: bool,
+}
+
+/// A connected client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub kind: ServerKind,
+    pub connected: bool,
+    /// Seed bug (dma-buf release): frees that run only when the client next calls in.
+    pub deferred: Vec<ShmId>,
+}
+
+/// Counters the tests, the simulator and teectl read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TeedStats {
+    pub smcs: u64,
+    pub yielding_calls: u64,
+    pub rpcs: u64,
+    pub thread_limit_waits: u64,
+    pub stale_rpc_cookies: u64,
+    pub orphans_resumed: u64,
+    pub reclaimed_registrations: u64,
+    pub reclaimed_sessions: u64,
+    pub cache_cookies_discarded: u64,
+    pub cache_buffers_freed: u64,
+    pub deadline_expiries: u64,
+    pub shutdown_errors: u64,
+}
