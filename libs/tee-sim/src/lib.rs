@@ -1,1 +1,10 @@
-//! placeholder
+//! The deterministic simulator: every core of teesys and the secure-world model in one thread.
+//!
+//! All nondeterminism comes from one seed, so any failure replays from the seed it prints.
+
+pub mod harness;
+pub mod layout;
+pub mod ram;
+
+pub use harness::{Stalled, TeedHarness};
+pub use ram::SharedRam;

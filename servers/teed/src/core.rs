@@ -363,7 +363,8 @@ impl<M: PhysMem> Teed<M> {
     }
 
     pub(crate) fn reply(&mut self, client: ClientId, request: Header, body: TeedResponse) {
-        if !self.clients.get(&client).is_some_and(|c| c.connected) {
+        // A client whose endpoint closed hears nothing more.
+        if self.clients.get(&client).is_some_and(|c| !c.connected) {
             return;
         }
         let frame = Frame {

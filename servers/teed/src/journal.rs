@@ -33,10 +33,12 @@ pub const SESSION_SLOTS: usize = 64;
 const SESSION_ENTRY: u64 = 16;
 /// Where the message-argument slots start.
 pub const ARGS_OFFSET: u64 = 0x3000;
-/// Bytes per message-argument slot: room for `optee_msg_arg` with six params (224 bytes).
-pub const ARG_SLOT_BYTES: u64 = 256;
-/// Message-argument slots, which bound the yielding calls teed has outstanding.
-pub const ARG_SLOTS: usize = 32;
+/// Bytes per message-argument slot: a whole page, because OP-TEE maps a dynamic-shm argument
+/// only when it is page-aligned (EBADADDR otherwise, thread_optee_smc.c).
+pub const ARG_SLOT_BYTES: u64 = 4096;
+/// Message-argument slots, which bound the yielding calls teed has outstanding (eight per
+/// secure thread of the default two).
+pub const ARG_SLOTS: usize = 16;
 /// The smallest journal window.
 pub const JOURNAL_BYTES: u64 = ARGS_OFFSET + ARG_SLOT_BYTES * ARG_SLOTS as u64;
 

@@ -1,0 +1,272 @@
+//! teed's core against the secure-world model: probe, sessions, shm, isolation, deadlines.
+#![allow(clippy::unwrap_used)]
+
+use optee_abi::teec;
+use optee_abi::uuid::{BNXT_TA, FTPM_TA};
+use secure_world::Config as SecureConfig;
+use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind, ShutdownReason};
+use tee_proto::teed::{Param, ParamOut, TeedResponse};
+use tee_proto::WireError;
+use tee_sim::TeedHarness;
+use teed::{Hardening, TeedConfig};
+
+const TPMD: u32 = 1;
+const BNXTD: u32 = 2;
+
+fn harness(cfg: TeedConfig) -> TeedHarness {
+    let mut h = TeedHarness::new(cfg, SecureConfig::default());
+    h.connect(TPMD, ServerKind::Tpmd);
+    h.connect(BNXTD, ServerKind::Bnxtd);
+    h
+}
+
+fn session_of(r: TeedResponse) -> u32 {
+    match r {
+        TeedResponse::SessionOpened { session } => session,
+        other => panic!("expected a session, got {other:?}"),
+    }
+}
+
+fn shm_of(r: TeedResponse) -> (u32, u64) {
+    match r {
+        TeedResponse::ShmAllocated { shm, pa, .. } => (shm, pa),
+        other => panic!("expected a buffer, got {other:?}"),
+    }
+}
+
+#[test]
+fn probe_reaches_ready_and_enables_the_cache() {
+    let mut h = harness(TeedConfig::new());
+    assert_eq!(
+        h.boot(BootKind::Cold, 1).unwrap(),
+        ServerEvent::Ready { generation: 1 }
+    );
+    assert!(h.teed.is_serving());
+    assert!(h.secure.stats().cache_enabled);
+    assert!(
+        h.smcs >= 7,
+        "UID, revision, OS revision, caps, threads, drain, enable"
+    );
+}
+
+#[test]
+fn crash_kernel_declines_before_any_smc() {
+    let mut h = harness(TeedConfig::new());
+    let event = h.boot(BootKind::CrashKernel, 1).unwrap();
+    assert_eq!(
+        event,
+        ServerEvent::Declined {
+            reason: DeclineReason::CrashKernel
+        }
+    );
+    assert_eq!(h.smcs, 0);
+    // Clients hear that the TEE is unavailable.
+    assert_eq!(
+        h.open(BNXTD, BNXT_TA).unwrap(),
+        TeedResponse::Error(WireError::TeeUnavailable)
+    );
+}
+
+#[test]
+fn bnxt_session_buffer_and_coredump_round_trip() {
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    let session = session_of(h.open(BNXTD, BNXT_TA).unwrap());
+    let (shm, pa) = shm_of(h.alloc(BNXTD, 4 << 20).unwrap());
+    assert_eq!(h.secure.stats().registrations, 1);
+    assert_eq!(h.secure.stats().registered_bytes, 4 << 20);
+    let params = [
+        Param::MemrefInOut {
+            shm,
+            offset: 0,
+            size: 4 << 20,
+        },
+        Param::ValueIn {
+            a: 4 << 20,
+            b: 4 << 20,
+            c: 0,
+        },
+        Param::None,
+        Param::None,
+    ];
+    match h.invoke(BNXTD, session, 3, &params).unwrap() {
+        TeedResponse::Invoked { ret, params, .. } => {
+            assert_eq!(ret, teec::SUCCESS);
+            assert_eq!(params[0], ParamOut::Memref { size: 4 << 20 });
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut got = vec![0u8; 4096];
+    use optee_abi::mem::PhysMem;
+    h.ram.read(pa + 12345, &mut got).unwrap();
+    let mut want = vec![0u8; 4096];
+    secure_world::ta::bnxt::coredump_chunk((4 << 20) + 12345, &mut want);
+    assert_eq!(
+        got, want,
+        "the second 4 MiB of the image, read through the shm"
+    );
+    assert_eq!(h.free(BNXTD, shm).unwrap(), TeedResponse::ShmFreed);
+    assert_eq!(
+        h.request(
+            BNXTD,
+            tee_proto::teed::TeedRequest::CloseSession { session }
+        )
+        .unwrap(),
+        TeedResponse::SessionClosed
+    );
+    let stats = h.secure.stats();
+    assert_eq!((stats.registrations, stats.sessions), (0, 0));
+}
+
+#[test]
+fn clients_reach_only_their_own_sessions_buffers_and_tas() {
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    let session = session_of(h.open(BNXTD, BNXT_TA).unwrap());
+    let (shm, _) = shm_of(h.alloc(BNXTD, 8192).unwrap());
+    // tpmd may not open the BNXT TA, use bnxtd's session, or name bnxtd's buffer.
+    assert_eq!(
+        h.open(TPMD, BNXT_TA).unwrap(),
+        TeedResponse::Error(WireError::Denied)
+    );
+    assert_eq!(
+        h.invoke(TPMD, session, 0, &[]).unwrap(),
+        TeedResponse::Error(WireError::Denied)
+    );
+    assert_eq!(
+        h.free(TPMD, shm).unwrap(),
+        TeedResponse::Error(WireError::Denied)
+    );
+    // A memref into someone else's buffer is refused before any SMC.
+    let (own, _) = shm_of(h.alloc(TPMD, 8192).unwrap());
+    let before = h.smcs;
+    let steal = [Param::MemrefIn {
+        shm,
+        offset: 0,
+        size: 16,
+    }];
+    let _ = own;
+    assert_eq!(
+        h.invoke(TPMD, session, 0, &steal).unwrap(),
+        TeedResponse::Error(WireError::Denied)
+    );
+    assert_eq!(h.smcs, before);
+    // Out-of-bounds memrefs into one's own buffer are bad requests.
+    let oob = [
+        Param::MemrefIn {
+            shm,
+            offset: 8000,
+            size: 500,
+        },
+        Param::None,
+        Param::None,
+        Param::None,
+    ];
+    assert_eq!(
+        h.invoke(BNXTD, session, 0, &oob).unwrap(),
+        TeedResponse::Error(WireError::BadRequest)
+    );
+    // Unknown clients are denied outright.
+    assert_eq!(
+        h.open(99, FTPM_TA).unwrap(),
+        TeedResponse::Error(WireError::Denied)
+    );
+}
+
+#[test]
+fn a_stale_generation_gets_server_restarted() {
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 3).unwrap();
+    let frame = tee_proto::Frame {
+        header: tee_proto::Header::new(BNXTD, 2, 77),
+        body: tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 },
+    };
+    h.teed.handle_client(h.now, BNXTD, frame);
+    h.settle();
+    let replies = h.take_replies();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        replies[0].1.body,
+        TeedResponse::Error(WireError::ServerRestarted { generation: 3 })
+    );
+    assert_eq!(replies[0].1.header.request_id, 77);
+}
+
+#[test]
+fn shutdown_sweeps_leftovers_and_drains_the_cache() {
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    session_of(h.open(BNXTD, BNXT_TA).unwrap());
+    shm_of(h.alloc(BNXTD, 4 << 20).unwrap());
+    shm_of(h.alloc(TPMD, 8192).unwrap());
+    match h.shutdown(ShutdownReason::Kexec).unwrap() {
+        ServerEvent::ShutdownAck(report) => {
+            assert_eq!(report.unregistered, 2);
+            assert_eq!(report.sessions_closed, 1);
+            assert_eq!(report.errors, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = h.secure.stats();
+    assert_eq!(
+        (stats.registrations, stats.sessions, stats.cached_buffers),
+        (0, 0, 0)
+    );
+    assert!(
+        !stats.cache_enabled,
+        "the mapped drain leaves the cache disabled"
+    );
+    assert!(h.teed.is_stopped());
+}
+
+/// Every secure thread left suspended by a world that died mid-call (a foreign interrupt
+/// arrived in each): Linux's probe waits for ever; teed's deadline fires, and with its
+/// hardening it resumes the orphans instead.
+#[test]
+fn probe_deadline_fires_against_a_secure_world_that_never_becomes_idle() {
+    let secure = SecureConfig {
+        foreign_intr_every: Some(1),
+        ..SecureConfig::default()
+    };
+    let mut h = TeedHarness::new(TeedConfig::new(), secure);
+    h.connect(BNXTD, ServerKind::Bnxtd);
+    h.boot(BootKind::Cold, 1).unwrap();
+    // Two calls enter the secure world and are interrupted; the world then dies.
+    h.send(BNXTD, tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 });
+    h.send(BNXTD, tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 });
+    h.step();
+    h.step();
+    assert_eq!(
+        h.secure.stats().threads_suspended,
+        2,
+        "both threads suspended in FOREIGN_INTR"
+    );
+
+    let mut linux = TeedConfig::new();
+    linux.hardening = Hardening::LINUX;
+    h.new_teed(linux);
+    let event = h.boot(BootKind::Kexec, 2).unwrap();
+    assert_eq!(
+        event,
+        ServerEvent::Declined {
+            reason: DeclineReason::DeadlineExpired
+        }
+    );
+    assert!(
+        h.now >= TeedConfig::new().deadlines.probe_ms,
+        "bounded by the probe deadline"
+    );
+    assert_eq!(
+        h.secure.stats().threads_suspended,
+        2,
+        "nothing could resume them"
+    );
+
+    h.new_teed(TeedConfig::new());
+    assert_eq!(
+        h.boot(BootKind::Kexec, 3).unwrap(),
+        ServerEvent::Ready { generation: 3 }
+    );
+    assert_eq!(h.teed.stats().orphans_resumed, 2);
+    assert_eq!(h.secure.stats().threads_suspended, 0);
+}
