@@ -526,6 +526,14 @@ impl<M: PhysMem> Teed<M> {
     }
 }
 
+/// The client UUID teed presents in OPEN_SESSION: `teesboot` and the boot id, big-endian.
+pub fn boot_client_uuid(boot_id: u64) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(b"teesboot");
+    bytes[8..].copy_from_slice(&boot_id.to_be_bytes());
+    Uuid::from_bytes(bytes)
+}
+
 fn invoked(arg: &MsgArg, kinds: &[OutKind]) -> TeedResponse {
     let mut params = heapless::Vec::new();
     for (i, kind) in kinds.iter().enumerate() {

@@ -21,6 +21,8 @@ pub struct Deadlines {
     /// Pause before retrying a call that met ETHREAD_LIMIT or a cache switch that met EBUSY when
     /// no other call's completion wakes it first.
     pub retry_ms: Millis,
+    /// Longest a secure thread waits in NOTIFICATION WAIT before it is resumed to check again.
+    pub notification_ms: Millis,
 }
 
 impl Default for Deadlines {
@@ -30,6 +32,7 @@ impl Default for Deadlines {
             call_ms: 5_000,
             shutdown_ms: 2_000,
             retry_ms: 5,
+            notification_ms: 1_000,
         }
     }
 }

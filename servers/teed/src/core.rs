@@ -98,6 +98,12 @@ pub struct Teed<M: PhysMem> {
     pub(crate) effects: VecDeque<Effect>,
     pub(crate) stats: TeedStats,
     pub(crate) now: Millis,
+    /// Calls parked in NOTIFICATION WAIT, by key.
+    pub(crate) notif_waiters: BTreeMap<u64, CallId>,
+    /// Keys sent before anyone waited for them.
+    pub(crate) notif_sent: alloc::collections::BTreeSet<u64>,
+    /// This boot's id, which the fTPM TA reads from the client identity.
+    pub(crate) boot_id: u64,
 }
 
 impl<M: PhysMem> Teed<M> {
@@ -127,6 +133,9 @@ impl<M: PhysMem> Teed<M> {
             effects: VecDeque::new(),
             stats: TeedStats::default(),
             now: 0,
+            notif_waiters: BTreeMap::new(),
+            notif_sent: alloc::collections::BTreeSet::new(),
+            boot_id: 0,
         }
     }
 
@@ -159,6 +168,7 @@ impl<M: PhysMem> Teed<M> {
                     return;
                 }
                 self.generation = generation;
+                self.boot_id = boot.boot_id;
                 self.init_header = header.reply_to(generation);
                 self.start_probe(now, boot, ram, journal);
             }

@@ -252,7 +252,15 @@ impl<M: PhysMem> Teed<M> {
             }
             Some(RpcRequest::Cmd { cookie }) => {
                 if !orphan {
-                    if let Some(until) = self.run_rpc_cmd(now, cookie) {
+                    let wait = match self.run_rpc_cmd(now, cookie) {
+                        CmdOutcome::Resume => None,
+                        CmdOutcome::Sleep { until } => Some(until),
+                        CmdOutcome::WaitNotification { key } => {
+                            self.notif_waiters.insert(key, id);
+                            Some(now + self.cfg.deadlines.notification_ms)
+                        }
+                    };
+                    if let Some(until) = wait {
                         if let Some(call) = self.calls.get_mut(&id) {
                             call.next = answer;
                             call.status = CallStatus::Sleeping { until };
@@ -304,17 +312,17 @@ impl<M: PhysMem> Teed<M> {
         }
     }
 
-    /// Runs an RPC command in place; returns a wake-up time for SUSPEND.
-    fn run_rpc_cmd(&mut self, now: Millis, cookie: u64) -> Option<Millis> {
+    /// Runs an RPC command in place and says when the thread may be resumed.
+    fn run_rpc_cmd(&mut self, now: Millis, cookie: u64) -> CmdOutcome {
         let Some(buf) = self.private.get(&cookie).copied() else {
             self.stats.stale_rpc_cookies += 1;
             tracing::warn!(cookie, "RPC command in a buffer this teed never gave out");
-            return None;
+            return CmdOutcome::Resume;
         };
         let Ok(mut arg) = MsgArg::read_from(&self.mem, buf.run.pa) else {
-            return None;
+            return CmdOutcome::Resume;
         };
-        let mut wake = None;
+        let mut wake = CmdOutcome::Resume;
         let first = arg.params.first().and_then(|p| p.decode_typed().ok());
         arg.ret = teec::SUCCESS;
         match (arg.cmd, first) {
@@ -328,8 +336,32 @@ impl<M: PhysMem> Teed<M> {
                 }
                 .into();
             }
-            (rpc_cmd::SUSPEND, Some(Param::Value { a, .. })) => wake = Some(now + a),
-            (rpc_cmd::NOTIFICATION, Some(Param::Value { .. })) => {}
+            (rpc_cmd::SUSPEND, Some(Param::Value { a, .. })) => {
+                wake = CmdOutcome::Sleep { until: now + a }
+            }
+            (
+                rpc_cmd::NOTIFICATION,
+                Some(Param::Value {
+                    a: NOTIFICATION_WAIT,
+                    b: key,
+                    ..
+                }),
+            ) => {
+                // A SEND may have come first; then the wait is already over.
+                if !self.notif_sent.remove(&key) {
+                    wake = CmdOutcome::WaitNotification { key };
+                }
+            }
+            (
+                rpc_cmd::NOTIFICATION,
+                Some(Param::Value {
+                    a: NOTIFICATION_SEND,
+                    b: key,
+                    ..
+                }),
+            ) => {
+                self.notify(key);
+            }
             (rpc_cmd::SHM_ALLOC, Some(Param::Value { b: size, .. })) => {
                 match self.alloc_private(size) {
                     Some((shm_cookie, pa)) => {
@@ -357,6 +389,16 @@ impl<M: PhysMem> Teed<M> {
             tracing::warn!(cookie, "RPC answer could not be written back");
         }
         wake
+    }
+
+    /// NOTIFICATION SEND: wakes the call waiting for `key`, or remembers the send.
+    fn notify(&mut self, key: u64) {
+        match self.notif_waiters.remove(&key) {
+            Some(waiter) if self.calls.contains_key(&waiter) => self.send_next(waiter),
+            _ => {
+                self.notif_sent.insert(key);
+            }
+        }
     }
 
     /// Seed bug 376e4199e327: registers a private RPC buffer before answering the ALLOC.
@@ -442,6 +484,22 @@ impl<M: PhysMem> Teed<M> {
             _ => {}
         }
     }
+}
+
+/// NOTIFICATION value a: wait for the key in b (optee_rpc_cmd.h).
+const NOTIFICATION_WAIT: u64 = 0;
+/// NOTIFICATION value a: wake whoever waits for the key in b.
+const NOTIFICATION_SEND: u64 = 1;
+
+/// What an RPC command asks of the resumption.
+enum CmdOutcome {
+    /// Resume at once.
+    Resume,
+    /// SUSPEND: resume at `until`.
+    Sleep { until: Millis },
+    /// NOTIFICATION WAIT: resume when the key is sent (or, bounded, at the wait deadline: a
+    /// waiter woken early checks again, which OP-TEE allows).
+    WaitNotification { key: u64 },
 }
 
 /// REGISTER_SHM of a buffer described by the page list at `list_pa` (offset 0).

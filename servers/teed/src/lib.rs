@@ -8,7 +8,7 @@
 
 extern crate alloc;
 
-mod client;
+pub mod client;
 pub mod config;
 mod core;
 mod engine;
@@ -17,6 +17,7 @@ pub mod journal;
 mod lifecycle;
 pub mod types;
 
+pub use crate::client::boot_client_uuid;
 pub use crate::config::{Deadlines, Hardening, Millis, Policy, SeedBugs, TeedConfig};
 pub use crate::core::Teed;
 pub use crate::types::{ClientId, Effect, SmcToken, TeedStats};
