@@ -1,0 +1,13 @@
+//! The lifecycle every teed client shares (tpmd, bnxtd): generations, the one outstanding
+//! request to teed with its deadline, start-up with backoff, the crash boot, teed restarts and
+//! the shutdown sequence in Linux order. A client server plugs its TA-specific part in as a
+//! [`engine::TaService`].
+#![no_std]
+
+extern crate alloc;
+
+pub mod config;
+pub mod engine;
+
+pub use crate::config::{ClientConfig, ClientSeedBugs, Deadlines, Millis};
+pub use crate::engine::ConsumerId;
