@@ -63,7 +63,7 @@ impl RamWindow {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Ord, Hash, Eq, Serialize, Deserialize)]
 pub enum ServerKind {
     Teed,
     Tpmd,

@@ -5,6 +5,8 @@
 pub mod harness;
 pub mod layout;
 pub mod ram;
+pub mod sim;
 
 pub use harness::{Stalled, TeedHarness};
 pub use ram::SharedRam;
+pub use sim::{Sim, SimConfig, SimFailure, SimStats};

@@ -426,6 +426,10 @@ impl<M: PhysMem> Teed<M> {
     fn on_registered(&mut self, now: Millis, shm: ShmId, reply: Option<ReplyTo>, outcome: Outcome) {
         let ok = matches!(&outcome, Outcome::Done(arg) if arg.ret == teec::SUCCESS);
         if !ok {
+            self.stats.register_refusals += 1;
+            if let Outcome::Done(arg) = &outcome {
+                self.stats.last_register_ret = arg.ret;
+            }
             // ec185dd3ab25: before the fix a failed registration kept its pages.
             let free = !self.cfg.seed_bugs.leak_pages_on_register_failure;
             self.drop_shm(shm, free);

@@ -104,6 +104,8 @@ pub struct Teed<M: PhysMem> {
     pub(crate) notif_sent: alloc::collections::BTreeSet<u64>,
     /// This boot's id, which the fTPM TA reads from the client identity.
     pub(crate) boot_id: u64,
+    /// Set once the probe finished: this incarnation served.
+    pub(crate) served: bool,
 }
 
 impl<M: PhysMem> Teed<M> {
@@ -136,6 +138,7 @@ impl<M: PhysMem> Teed<M> {
             notif_waiters: BTreeMap::new(),
             notif_sent: alloc::collections::BTreeSet::new(),
             boot_id: 0,
+            served: false,
         }
     }
 
@@ -222,7 +225,12 @@ impl<M: PhysMem> Teed<M> {
             self.reply(client, header, TeedResponse::Error(WireError::Denied));
             return;
         };
-        self.run_deferred_releases(now, client);
+        // Seed bug (dma-buf release): the deferred release runs when the client's task "returns to
+        // user mode", modelled as its next request for new work. A shutdown only frees and
+        // closes, so during a kexec it never runs, as in Linux.
+        if !is_release {
+            self.run_deferred_releases(now, client);
+        }
         self.handle_request(now, client, kind, header, frame.body);
         self.pump(now);
     }
@@ -302,6 +310,12 @@ impl<M: PhysMem> Teed<M> {
         self.stats
     }
 
+    /// Normal-world pages this incarnation has allocated (client buffers, private buffers,
+    /// message slots without a journal).
+    pub fn frames_used_pages(&self) -> u64 {
+        self.frames.used_pages()
+    }
+
     /// This incarnation's generation.
     pub fn generation(&self) -> Generation {
         self.generation
@@ -327,6 +341,11 @@ impl<M: PhysMem> Teed<M> {
     /// True once the probe finished and requests are served.
     pub fn is_serving(&self) -> bool {
         matches!(self.phase, Phase::Serving)
+    }
+
+    /// True once this incarnation finished its probe and served, whatever it does now.
+    pub fn has_served(&self) -> bool {
+        self.served
     }
 
     /// True when the probe declined.

@@ -372,6 +372,7 @@ impl<M: PhysMem> Teed<M> {
             FastCall::EnableCache => match code {
                 ret::OK => {
                     self.phase = Phase::Serving;
+                    self.served = true;
                     let generation = self.generation;
                     tracing::info!(generation, "serving");
                     self.send_init(ServerEvent::Ready { generation });

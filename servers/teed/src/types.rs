@@ -187,4 +187,7 @@ pub struct TeedStats {
     pub cache_buffers_freed: u64,
     pub deadline_expiries: u64,
     pub shutdown_errors: u64,
+    /// REGISTER_SHM answers other than success, and the last such `ret`.
+    pub register_refusals: u64,
+    pub last_register_ret: u32,
 }

@@ -1,0 +1,141 @@
+//! What must hold after every step of every run.
+//!
+//! * No cookie is ever reused: a cookie that left the secure world's registry never comes back.
+//! * A completed orderly shutdown leaves nothing in the secure world: no registration, no
+//!   session, no cached RPC buffer.
+//! * Once the system is quiet and teed serves, the secure world holds nothing teed does not know
+//!   of: no leftover of an earlier boot or incarnation (the journal's promise).
+//! * A client never reaches another client's session or buffer (forged requests are denied).
+//! * Nothing hangs: every operation settles within a bounded number of steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tee_proto::teed::TeedResponse;
+use teed::{ClientId, Hardening};
+use teesys_init::{ShutdownResult, Transition};
+
+use super::{Sim, SimFailure};
+
+pub(crate) struct Checker {
+    expect_fixed: bool,
+    hardening: Hardening,
+    live: BTreeSet<u64>,
+    retired: BTreeSet<u64>,
+    known: BTreeMap<ClientId, (Option<u32>, Option<u32>)>,
+    pub orphans_resumed: u64,
+    pub reclaimed: u64,
+}
+
+impl Checker {
+    pub fn new(expect_fixed: bool, hardening: Hardening) -> Checker {
+        Checker {
+            expect_fixed,
+            hardening,
+            live: BTreeSet::new(),
+            retired: BTreeSet::new(),
+            known: BTreeMap::new(),
+            orphans_resumed: 0,
+            reclaimed: 0,
+        }
+    }
+
+    /// The secure world restarted (machine reset): cookies start a new lifetime.
+    pub fn secure_world_reset(&mut self) {
+        self.live.clear();
+        self.retired.clear();
+    }
+
+    /// The last session and buffer teed gave a client, for forged requests.
+    pub fn known(&self, client: ClientId) -> (Option<u32>, Option<u32>) {
+        self.known.get(&client).copied().unwrap_or_default()
+    }
+
+    pub fn watch_reply(&mut self, client: ClientId, reply: &TeedResponse) {
+        let entry = self.known.entry(client).or_default();
+        match reply {
+            TeedResponse::SessionOpened { session } => entry.0 = Some(*session),
+            TeedResponse::ShmAllocated { shm, .. } => entry.1 = Some(*shm),
+            _ => {}
+        }
+    }
+
+    pub fn after_step(&mut self, sim: &Sim) -> Result<(), SimFailure> {
+        let now: BTreeSet<u64> = sim.secure.registrations().map(|r| r.cookie).collect();
+        if let Some(c) = now.iter().find(|c| self.retired.contains(c)) {
+            return Err(sim.fail(format!("cookie {c:#x} reused after it was unregistered")));
+        }
+        for gone in self.live.difference(&now) {
+            self.retired.insert(*gone);
+        }
+        self.live = now;
+        if sim.net.is_empty() {
+            self.when_quiet(sim)?;
+        }
+        Ok(())
+    }
+
+    fn when_quiet(&mut self, sim: &Sim) -> Result<(), SimFailure> {
+        if !(self.expect_fixed && self.hardening.journal) {
+            return Ok(());
+        }
+        let Some(teed) = sim.teed.as_ref().filter(|t| t.is_serving()) else {
+            return Ok(());
+        };
+        let known: BTreeSet<u64> = teed
+            .registrations()
+            .map(|(_, cookie, _, _)| cookie)
+            .collect();
+        if let Some(r) = sim
+            .secure
+            .registrations()
+            .find(|r| !known.contains(&r.cookie))
+        {
+            return Err(sim.fail(format!(
+                "registration {:#x} ({} bytes) in the secure world that teed does not know",
+                r.cookie, r.size
+            )));
+        }
+        let sessions: BTreeSet<u32> = teed.sessions().map(|(id, _)| id).collect();
+        if let Some(s) = sim.secure.sessions().find(|s| !sessions.contains(&s.id)) {
+            return Err(sim.fail(format!(
+                "session {} in the secure world that teed does not know",
+                s.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Before the normal world goes: a completed orderly shutdown must leave nothing behind.
+    pub fn on_transition(&self, sim: &Sim, transition: Transition) -> Result<(), SimFailure> {
+        if !(self.expect_fixed && self.hardening.sweep_on_shutdown)
+            || transition == Transition::EnterCrashKernel
+        {
+            return Ok(());
+        }
+        let view = sim.init.snapshot();
+        let Some(outcome) = view.last_shutdown.as_ref() else {
+            return Ok(());
+        };
+        let teed_acked = matches!(
+            outcome.server(tee_proto::lifecycle::ServerKind::Teed).result,
+            ShutdownResult::Acked { report, .. } if report.errors == 0
+        );
+        // Only a teed that served this boot can have released what this boot held; what a crashed
+        // world left stays until the next probe reclaims it.
+        let served = sim
+            .teed
+            .as_ref()
+            .is_some_and(|t| t.has_served() && t.is_stopped());
+        if !outcome.ipc || outcome.escalated_to_crash || !teed_acked || !served {
+            return Ok(());
+        }
+        let stats = sim.secure.stats();
+        if stats.registrations + stats.sessions + stats.cached_buffers > 0 {
+            return Err(sim.fail(format!(
+                "completed shutdown left {} registrations, {} sessions, {} cached buffers",
+                stats.registrations, stats.sessions, stats.cached_buffers
+            )));
+        }
+        Ok(())
+    }
+}

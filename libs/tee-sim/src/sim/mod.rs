@@ -1,0 +1,353 @@
+//! The whole service set in one thread: init, teed, tpmd, bnxtd, their consumers and the
+//! secure-world model, driven step by step under one seed.
+//!
+//! Every choice (which channel delivers next, which operation comes next, whether a server dies
+//! between two steps) comes from a `SmallRng` seeded with [`SimConfig::seed`], so a failure
+//! replays exactly from the seed it prints. After every step the invariants are checked.
+
+pub mod config;
+pub mod consumers;
+mod invariants;
+pub mod net;
+pub mod script;
+mod world;
+
+use std::collections::VecDeque;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use secure_world::SecureWorld;
+use tee_proto::lifecycle::{BootKind, ServerKind};
+use teed::Teed;
+use teesys_init::Supervisor;
+
+pub use self::config::{Faults, SimConfig, Weights};
+use self::consumers::{NicDriver, TpmConsumer};
+use self::invariants::Checker;
+use self::net::Net;
+use crate::layout;
+use crate::ram::SharedRam;
+
+/// A run that broke an invariant, with what replays it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed}: {message} (step {step}, t={now} ms)\nlast events:\n{trail}")]
+pub struct SimFailure {
+    pub seed: u64,
+    pub step: u64,
+    pub now: u64,
+    pub message: String,
+    pub trail: String,
+}
+
+/// What a run did, for reports and for tests that it did something.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub steps: u64,
+    pub boots: u64,
+    pub kexecs: u64,
+    pub crashes: u64,
+    pub resets: u64,
+    pub kills: u64,
+    pub hostile_frames: u64,
+    pub tpm_answers: u64,
+    pub coredump_chunks: u64,
+    pub orphans_resumed: u64,
+    pub reclaimed: u64,
+}
+
+/// One incarnation of a client server.
+pub(crate) struct ClientProc<C> {
+    pub core: C,
+    pub id: teed::ClientId,
+}
+
+/// The simulated machine.
+pub struct Sim {
+    pub(crate) cfg: SimConfig,
+    pub(crate) rng: SmallRng,
+    pub(crate) now: u64,
+    pub(crate) step: u64,
+    pub(crate) ram: SharedRam,
+    pub secure: SecureWorld,
+    pub(crate) init: Supervisor,
+    pub(crate) teed: Option<Teed<SharedRam>>,
+    pub(crate) tpmd: Option<ClientProc<tpmd::Tpmd>>,
+    pub(crate) bnxtd: Option<ClientProc<bnxtd::Bnxtd>>,
+    pub(crate) net: Net,
+    pub(crate) tpm_consumer: TpmConsumer,
+    pub(crate) nic: NicDriver,
+    pub(crate) checker: Checker,
+    pub(crate) trail: VecDeque<String>,
+    pub stats: SimStats,
+    /// The next boot kind, once init asked for a transition.
+    pub(crate) pending_boot: Option<BootKind>,
+    pub(crate) hostile_pending: Vec<(teed::ClientId, u32)>,
+    /// The last `Booted` summary.
+    pub(crate) booted: Option<teesys_init::BootSummary>,
+    pub(crate) first_boot: Option<teesys_init::BootSummary>,
+    pub(crate) transitions: Vec<script::TransitionRecord>,
+}
+
+const TRAIL: usize = 60;
+/// Steps one operation may take before the run counts as hung.
+pub const STEPS_PER_OP: u64 = 50_000;
+
+impl Sim {
+    /// A machine powered on: the secure world booted, init about to boot the normal world.
+    pub fn new(mut cfg: SimConfig) -> Sim {
+        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        if cfg.faults.foreign_interrupts && cfg.secure.foreign_intr_every.is_none() {
+            cfg.secure.foreign_intr_every = Some(rng.gen_range(2..6));
+        }
+        let ram = SharedRam::new(layout::RAM_BASE, layout::RAM_SIZE);
+        let secure = SecureWorld::new(cfg.secure.clone(), rng.gen());
+        let init = Supervisor::new(cfg.init);
+        Sim {
+            checker: Checker::new(cfg.expect_fixed, cfg.teed.hardening),
+            cfg,
+            rng,
+            now: 0,
+            step: 0,
+            ram,
+            secure,
+            init,
+            teed: None,
+            tpmd: None,
+            bnxtd: None,
+            net: Net::default(),
+            tpm_consumer: TpmConsumer::default(),
+            nic: NicDriver::default(),
+            trail: VecDeque::new(),
+            stats: SimStats::default(),
+            pending_boot: Some(BootKind::Cold),
+            hostile_pending: Vec::new(),
+            booted: None,
+            first_boot: None,
+            transitions: Vec::new(),
+        }
+    }
+
+    /// Runs the seed's whole operation script.
+    pub fn run(cfg: SimConfig) -> Result<SimStats, SimFailure> {
+        let mut sim = Sim::new(cfg);
+        sim.boot_pending()?;
+        sim.settle()?;
+        for _ in 0..sim.cfg.faults.ops {
+            sim.random_op()?;
+            sim.settle()?;
+        }
+        sim.finish()?;
+        Ok(sim.stats)
+    }
+
+    pub(crate) fn note(&mut self, line: String) {
+        let keep = std::env::var("TEESYS_TRAIL")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(TRAIL);
+        while self.trail.len() >= keep.max(1) {
+            self.trail.pop_front();
+        }
+        self.trail
+            .push_back(format!("[{} t={}] {line}", self.step, self.now));
+    }
+
+    pub(crate) fn fail(&self, message: impl Into<String>) -> SimFailure {
+        SimFailure {
+            seed: self.cfg.seed,
+            step: self.step,
+            now: self.now,
+            message: message.into(),
+            trail: self.trail.iter().cloned().collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    /// Boots the normal world if init asked for a transition.
+    pub(crate) fn boot_pending(&mut self) -> Result<(), SimFailure> {
+        if let Some(kind) = self.pending_boot.take() {
+            self.stats.boots += 1;
+            self.note(format!("boot {kind:?}"));
+            self.tpm_consumer.new_boot();
+            self.nic.new_boot();
+            self.init.boot(self.now, kind);
+            self.drain_init()?;
+        }
+        Ok(())
+    }
+
+    fn pick_op(&mut self) -> Op {
+        let w = self.cfg.faults.weights;
+        let table = [
+            (w.traffic, Op::Traffic),
+            (w.kexec, Op::Kexec),
+            (w.reboot, Op::Reboot),
+            (w.crash_with_ipc, Op::Crash { ipc: true }),
+            (w.crash_without_ipc, Op::Crash { ipc: false }),
+            (w.kill_teed, Op::Kill(ServerKind::Teed)),
+            (w.kill_client, Op::KillClient),
+            (w.operator_restart, Op::Restart),
+            (w.hostile_frame, Op::Hostile),
+        ];
+        let total: u32 = table.iter().map(|(w, _)| w).sum();
+        let mut pick = self.rng.gen_range(0..total.max(1));
+        for (weight, op) in table {
+            if pick < weight {
+                return op;
+            }
+            pick -= weight;
+        }
+        Op::Traffic
+    }
+
+    /// Applies one operation of the script.
+    pub fn random_op(&mut self) -> Result<(), SimFailure> {
+        let op = self.pick_op();
+        self.note(format!("op {op:?}"));
+        match op {
+            Op::Traffic => {
+                let n = self.rng.gen_range(1..6);
+                for _ in 0..n {
+                    self.consumer_traffic();
+                }
+            }
+            Op::Kexec => {
+                self.stats.kexecs += 1;
+                self.init.request_kexec(self.now);
+            }
+            Op::Reboot => {
+                self.stats.resets += 1;
+                self.init.request_reboot(self.now);
+            }
+            Op::Crash { ipc } => {
+                self.stats.crashes += 1;
+                self.init.request_crash(self.now, ipc);
+            }
+            Op::Kill(server) => self.kill(server),
+            Op::KillClient => {
+                let server = if self.rng.gen() {
+                    ServerKind::Tpmd
+                } else {
+                    ServerKind::Bnxtd
+                };
+                self.kill(server);
+            }
+            Op::Restart => {
+                let server = [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd]
+                    [self.rng.gen_range(0..3)];
+                self.init.request_restart(self.now, server);
+            }
+            Op::Hostile => self.hostile_frame(),
+        }
+        self.drain_init()
+    }
+
+    /// Steps until nothing is left to do (or fails when that takes too long).
+    pub fn settle(&mut self) -> Result<(), SimFailure> {
+        let start = self.step;
+        loop {
+            if self.step - start > STEPS_PER_OP {
+                return Err(self.fail("no quiescence: the system did not settle (hang)"));
+            }
+            if !self.step_once()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One step: a delivery, else a timer. Returns false when idle.
+    pub fn step_once(&mut self) -> Result<bool, SimFailure> {
+        self.step += 1;
+        self.stats.steps += 1;
+        self.maybe_fault_mid_step()?;
+        let ready = self.net.ready();
+        let progressed = if ready.is_empty() {
+            self.fire_timer()?
+        } else {
+            let channel = ready[self.rng.gen_range(0..ready.len())];
+            self.deliver(channel)?;
+            true
+        };
+        self.boot_pending()?;
+        let mut checker = std::mem::replace(
+            &mut self.checker,
+            Checker::new(false, self.cfg.teed.hardening),
+        );
+        let checked = checker.after_step(self);
+        self.checker = checker;
+        checked?;
+        Ok(progressed)
+    }
+
+    fn maybe_fault_mid_step(&mut self) -> Result<(), SimFailure> {
+        if self.net.is_empty() {
+            return Ok(());
+        }
+        let f = self.cfg.faults;
+        if self.rng.gen_bool(f.kill_mid_step) {
+            let server =
+                [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd][self.rng.gen_range(0..3)];
+            self.note(format!("fault: kill {server:?} mid-step"));
+            self.kill(server);
+        } else if self.rng.gen_bool(f.crash_mid_step) {
+            self.note("fault: crash mid-step, no shutdown IPC".into());
+            self.stats.crashes += 1;
+            self.init.request_crash(self.now, false);
+        }
+        self.drain_init()
+    }
+
+    /// Earliest timer of any core; fires it. False when no timer is armed.
+    fn fire_timer(&mut self) -> Result<bool, SimFailure> {
+        let mut next: Option<u64> = self.init.poll_timeout();
+        let mut consider = |t: Option<u64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: u64| n.min(t)));
+            }
+        };
+        consider(self.teed.as_ref().and_then(|t| t.poll_timeout()));
+        consider(self.tpmd.as_ref().and_then(|p| p.core.poll_timeout()));
+        consider(self.bnxtd.as_ref().and_then(|p| p.core.poll_timeout()));
+        let Some(at) = next else { return Ok(false) };
+        if at > self.now + 600_000 {
+            // Nothing due for ten virtual minutes: the system is idle.
+            return Ok(false);
+        }
+        self.now = self.now.max(at);
+        let now = self.now;
+        self.init.handle_timeout(now);
+        self.drain_init()?;
+        if let Some(t) = self.teed.as_mut() {
+            t.handle_timeout(now);
+        }
+        self.drain_teed();
+        let mut ram = self.ram.clone();
+        if let Some(p) = self.tpmd.as_mut() {
+            p.core.handle_timeout(now, &mut ram);
+        }
+        if let Some(p) = self.bnxtd.as_mut() {
+            p.core.handle_timeout(now, &mut ram);
+        }
+        self.drain_clients()?;
+        Ok(true)
+    }
+
+    /// Ends the run: a last orderly kexec must leave nothing behind.
+    fn finish(&mut self) -> Result<(), SimFailure> {
+        self.stats.orphans_resumed = self.checker.orphans_resumed;
+        self.stats.reclaimed = self.checker.reclaimed;
+        Ok(())
+    }
+}
+
+/// The operations a script is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Traffic,
+    Kexec,
+    Reboot,
+    Crash { ipc: bool },
+    Kill(ServerKind),
+    KillClient,
+    Restart,
+    Hostile,
+}

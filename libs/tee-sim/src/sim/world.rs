@@ -1,0 +1,410 @@
+//! Carrying out what the cores ask: starting and stopping incarnations, routing messages,
+//! running SMCs on the secure world, and the transitions between boots.
+
+use rand::Rng;
+use tee_proto::lifecycle::{BootKind, ServerKind};
+use tee_proto::teed::{TeedRequest, TeedResponse};
+use tee_proto::{Frame, Header, WireError};
+use teed::{ClientId, Effect as TeedEffect, Teed};
+use teesys_init::{Effect as InitEffect, Transition};
+use tpmd::ConsumerId;
+
+use super::net::{Channel, Message};
+use super::{ClientProc, Sim, SimFailure};
+
+/// Request ids the simulator uses for frames it forges.
+const HOSTILE_BASE: u32 = 0xF000_0000;
+
+fn client_id(kind: ServerKind, generation: u32) -> ClientId {
+    match kind {
+        ServerKind::Tpmd => 1_000_000 + generation,
+        _ => 2_000_000 + generation,
+    }
+}
+
+impl Sim {
+    /// Carries out init's effects.
+    pub(crate) fn drain_init(&mut self) -> Result<(), SimFailure> {
+        while let Some(effect) = self.init.poll() {
+            match effect {
+                InitEffect::Start { server, generation } => self.start(server, generation),
+                InitEffect::Stop { server } => self.stop(server),
+                InitEffect::Send { server, frame } => {
+                    self.net.push(Channel::InitTo(server), Message::Init(frame))
+                }
+                InitEffect::Transition(transition) => self.transition(transition)?,
+                InitEffect::Booted(summary) => {
+                    self.note(format!("booted {:?}", summary.servers));
+                    self.booted = Some(summary);
+                    match self.transitions.last_mut() {
+                        Some(t) if t.booted.is_none() => t.booted = Some(summary),
+                        Some(_) => {}
+                        None => self.first_boot = self.first_boot.or(Some(summary)),
+                    }
+                }
+                InitEffect::Notice(notice) => self.note(format!("notice {notice:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, server: ServerKind, generation: u32) {
+        self.note(format!("start {server:?} gen {generation}"));
+        match server {
+            ServerKind::Teed => {
+                let mut teed = Teed::new(self.cfg.teed.clone(), self.ram.clone());
+                if let Some(p) = &self.tpmd {
+                    teed.connect_client(p.id, ServerKind::Tpmd);
+                }
+                if let Some(p) = &self.bnxtd {
+                    teed.connect_client(p.id, ServerKind::Bnxtd);
+                }
+                self.teed = Some(teed);
+            }
+            ServerKind::Tpmd => {
+                let id = client_id(server, generation);
+                self.tpmd = Some(ClientProc {
+                    core: tpmd::Tpmd::new(self.cfg.tpmd),
+                    id,
+                });
+                if let Some(t) = self.teed.as_mut() {
+                    t.connect_client(id, server);
+                }
+            }
+            ServerKind::Bnxtd => {
+                let id = client_id(server, generation);
+                self.bnxtd = Some(ClientProc {
+                    core: bnxtd::Bnxtd::new(self.cfg.bnxtd),
+                    id,
+                });
+                if let Some(t) = self.teed.as_mut() {
+                    t.connect_client(id, server);
+                }
+            }
+        }
+    }
+
+    /// Ends an incarnation: its endpoints close and what was in flight to or from it is lost.
+    fn end(&mut self, server: ServerKind) -> bool {
+        let now = self.now;
+        match server {
+            ServerKind::Teed => {
+                if self.teed.take().is_none() {
+                    return false;
+                }
+                self.net.retain(|c| {
+                    !matches!(
+                        c,
+                        Channel::InitTo(ServerKind::Teed)
+                            | Channel::ToInit(ServerKind::Teed)
+                            | Channel::ClientToTeed(_)
+                            | Channel::TeedToClient(_)
+                            | Channel::SmcCall
+                            | Channel::SmcReturn
+                    )
+                });
+                self.hostile_pending.clear();
+            }
+            ServerKind::Tpmd => {
+                let Some(p) = self.tpmd.take() else {
+                    return false;
+                };
+                self.net.retain(|c| {
+                    !matches!(
+                        c,
+                        Channel::InitTo(ServerKind::Tpmd) | Channel::ToInit(ServerKind::Tpmd)
+                    ) && *c != Channel::ClientToTeed(p.id)
+                        && *c != Channel::TeedToClient(p.id)
+                        && !matches!(c, Channel::ConsumerToTpmd | Channel::TpmdToConsumer)
+                });
+                if let Some(t) = self.teed.as_mut() {
+                    t.client_disconnected(now, p.id);
+                }
+                self.tpm_consumer.server_gone();
+            }
+            ServerKind::Bnxtd => {
+                let Some(p) = self.bnxtd.take() else {
+                    return false;
+                };
+                self.net.retain(|c| {
+                    !matches!(
+                        c,
+                        Channel::InitTo(ServerKind::Bnxtd) | Channel::ToInit(ServerKind::Bnxtd)
+                    ) && *c != Channel::ClientToTeed(p.id)
+                        && *c != Channel::TeedToClient(p.id)
+                        && !matches!(c, Channel::NicToBnxtd | Channel::BnxtdToNic)
+                });
+                if let Some(t) = self.teed.as_mut() {
+                    t.client_disconnected(now, p.id);
+                }
+                self.nic.server_gone();
+            }
+        }
+        self.drain_teed();
+        true
+    }
+
+    fn stop(&mut self, server: ServerKind) {
+        self.note(format!("stop {server:?}"));
+        self.end(server);
+    }
+
+    /// kill -9: the process dies and init hears of it.
+    pub(crate) fn kill(&mut self, server: ServerKind) {
+        if self.end(server) {
+            self.stats.kills += 1;
+            self.note(format!("killed {server:?}"));
+            self.init.server_exited(self.now, server);
+        }
+    }
+
+    fn transition(&mut self, transition: Transition) -> Result<(), SimFailure> {
+        self.note(format!("transition {transition:?}"));
+        let checker = std::mem::replace(
+            &mut self.checker,
+            super::invariants::Checker::new(false, self.cfg.teed.hardening),
+        );
+        let checked = checker.on_transition(self, transition);
+        self.checker = checker;
+        checked?;
+        for server in [ServerKind::Tpmd, ServerKind::Bnxtd, ServerKind::Teed] {
+            self.end(server);
+        }
+        self.transitions.push(super::script::TransitionRecord {
+            secure: self.secure.stats(),
+            booted: None,
+        });
+        // The old world's queues die with it, SMCs it never issued included.
+        self.net = Default::default();
+        let kind = match transition {
+            Transition::Kexec => BootKind::Kexec,
+            Transition::EnterCrashKernel => BootKind::CrashKernel,
+            Transition::Reset => {
+                // A machine reset restarts the secure world and loses RAM.
+                self.secure.reset();
+                self.ram.clear();
+                self.checker.secure_world_reset();
+                BootKind::Reset
+            }
+        };
+        self.pending_boot = Some(kind);
+        Ok(())
+    }
+
+    pub(crate) fn drain_teed(&mut self) {
+        let Some(teed) = self.teed.as_mut() else {
+            return;
+        };
+        while let Some(effect) = teed.poll() {
+            match effect {
+                TeedEffect::Smc { token, regs } => {
+                    self.net.push(Channel::SmcCall, Message::Smc(token, regs))
+                }
+                TeedEffect::Reply { client, frame } => self
+                    .net
+                    .push(Channel::TeedToClient(client), Message::TeedResponse(frame)),
+                TeedEffect::ToInit(frame) => self
+                    .net
+                    .push(Channel::ToInit(ServerKind::Teed), Message::Event(frame)),
+            }
+        }
+    }
+
+    pub(crate) fn drain_clients(&mut self) -> Result<(), SimFailure> {
+        if let Some(p) = self.tpmd.as_mut() {
+            while let Some(effect) = p.core.poll() {
+                match effect {
+                    tee_client::engine::Effect::ToTeed(frame) => self
+                        .net
+                        .push(Channel::ClientToTeed(p.id), Message::TeedRequest(frame)),
+                    tee_client::engine::Effect::ToInit(frame) => self
+                        .net
+                        .push(Channel::ToInit(ServerKind::Tpmd), Message::Event(frame)),
+                    tee_client::engine::Effect::ToConsumer { consumer, frame } => self.net.push(
+                        Channel::TpmdToConsumer,
+                        Message::TpmResponse(consumer.0, frame),
+                    ),
+                }
+            }
+        }
+        if let Some(p) = self.bnxtd.as_mut() {
+            while let Some(effect) = p.core.poll() {
+                match effect {
+                    tee_client::engine::Effect::ToTeed(frame) => self
+                        .net
+                        .push(Channel::ClientToTeed(p.id), Message::TeedRequest(frame)),
+                    tee_client::engine::Effect::ToInit(frame) => self
+                        .net
+                        .push(Channel::ToInit(ServerKind::Bnxtd), Message::Event(frame)),
+                    tee_client::engine::Effect::ToConsumer { consumer, frame } => self.net.push(
+                        Channel::BnxtdToNic,
+                        Message::BnxtResponse(consumer.0, frame),
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers the head of `channel`.
+    pub(crate) fn deliver(&mut self, channel: Channel) -> Result<(), SimFailure> {
+        let Some(message) = self.net.pop(channel) else {
+            return Ok(());
+        };
+        let now = self.now;
+        let mut ram = self.ram.clone();
+        match (channel, message) {
+            (Channel::InitTo(server), Message::Init(frame)) => match server {
+                ServerKind::Teed => {
+                    if let Some(t) = self.teed.as_mut() {
+                        t.handle_init(now, frame);
+                    }
+                }
+                ServerKind::Tpmd => {
+                    if let Some(p) = self.tpmd.as_mut() {
+                        p.core.handle_init(now, &mut ram, frame);
+                    }
+                }
+                ServerKind::Bnxtd => {
+                    if let Some(p) = self.bnxtd.as_mut() {
+                        p.core.handle_init(now, &mut ram, frame);
+                    }
+                }
+            },
+            (Channel::ToInit(server), Message::Event(frame)) => {
+                self.note(format!("{server:?} -> init {:?}", frame.body));
+                self.init.handle_event(now, server, frame);
+                self.drain_init()?;
+            }
+            (Channel::ClientToTeed(id), Message::TeedRequest(frame)) => {
+                if let Some(t) = self.teed.as_mut() {
+                    t.handle_client(now, id, frame);
+                }
+            }
+            (Channel::TeedToClient(id), Message::TeedResponse(frame)) => {
+                self.deliver_to_client(id, frame)?;
+            }
+            (Channel::SmcCall, Message::Smc(token, regs)) => {
+                let out = self.secure.smc(&mut ram, regs);
+                self.net.push(Channel::SmcReturn, Message::Smc(token, out));
+            }
+            (Channel::SmcReturn, Message::Smc(token, regs)) => {
+                if let Some(t) = self.teed.as_mut() {
+                    t.handle_smc_return(now, token, regs);
+                }
+            }
+            (Channel::ConsumerToTpmd, Message::TpmRequest(consumer, frame)) => {
+                if let Some(p) = self.tpmd.as_mut() {
+                    p.core
+                        .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
+                }
+            }
+            (Channel::TpmdToConsumer, Message::TpmResponse(_, frame)) => {
+                self.stats.tpm_answers += 1;
+                self.tpm_consumer.answer(frame).map_err(|m| self.fail(m))?;
+            }
+            (Channel::NicToBnxtd, Message::BnxtRequest(consumer, frame)) => {
+                if let Some(p) = self.bnxtd.as_mut() {
+                    p.core
+                        .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
+                }
+            }
+            (Channel::BnxtdToNic, Message::BnxtResponse(_, frame)) => {
+                self.nic.answer(frame).map_err(|m| self.fail(m))?;
+                self.stats.coredump_chunks = self.nic.chunks_checked;
+            }
+            (channel, message) => {
+                return Err(self.fail(format!("message {message:?} on channel {channel:?}")))
+            }
+        }
+        self.drain_teed();
+        self.drain_clients()
+    }
+
+    fn deliver_to_client(
+        &mut self,
+        id: ClientId,
+        frame: Frame<TeedResponse>,
+    ) -> Result<(), SimFailure> {
+        let now = self.now;
+        let mut ram = self.ram.clone();
+        if let Some(at) = self
+            .hostile_pending
+            .iter()
+            .position(|(c, r)| *c == id && *r == frame.header.request_id)
+        {
+            self.hostile_pending.remove(at);
+            return match frame.body {
+                TeedResponse::Error(
+                    WireError::Denied | WireError::NotFound | WireError::ServerRestarted { .. },
+                )
+                | TeedResponse::Error(WireError::ShuttingDown | WireError::Retryable) => Ok(()),
+                other => Err(self.fail(format!("isolation: a forged request got {other:?}"))),
+            };
+        }
+        self.checker.watch_reply(id, &frame.body);
+        if let Some(p) = self.tpmd.as_mut().filter(|p| p.id == id) {
+            p.core.handle_teed(now, &mut ram, frame);
+        } else if let Some(p) = self.bnxtd.as_mut().filter(|p| p.id == id) {
+            p.core.handle_teed(now, &mut ram, frame);
+        }
+        Ok(())
+    }
+
+    /// Consumers ask something of tpmd and bnxtd.
+    pub(crate) fn consumer_traffic(&mut self) {
+        if self.tpmd.is_some() && self.tpm_consumer.idle() {
+            let frame = self.tpm_consumer.next_request();
+            self.net
+                .push(Channel::ConsumerToTpmd, Message::TpmRequest(1, frame));
+        }
+        if self.bnxtd.is_some() && self.nic.idle() {
+            let pick = self.rng.gen();
+            let frame = self.nic.next_request(pick);
+            self.net
+                .push(Channel::NicToBnxtd, Message::BnxtRequest(1, frame));
+        }
+    }
+
+    /// A client forges a request for the other client's session or buffer.
+    pub(crate) fn hostile_frame(&mut self) {
+        let (Some(t), Some(b)) = (self.tpmd.as_ref(), self.bnxtd.as_ref()) else {
+            return;
+        };
+        let (attacker, victim) = if self.rng.gen() {
+            (t.id, b.id)
+        } else {
+            (b.id, t.id)
+        };
+        let Some(generation) = self.teed.as_ref().map(|t| t.generation()) else {
+            return;
+        };
+        let (session, shm) = self.checker.known(victim);
+        let body = match (session, shm, self.rng.gen_range(0..3)) {
+            (_, Some(shm), 0) => TeedRequest::ShmFree { shm },
+            (Some(session), _, 1) => TeedRequest::CloseSession { session },
+            (Some(session), Some(shm), _) => TeedRequest::Invoke {
+                session,
+                func: 0,
+                cancel_id: 0,
+                params: heapless::Vec::from_slice(&[tee_proto::teed::Param::MemrefIn {
+                    shm,
+                    offset: 0,
+                    size: 16,
+                }])
+                .unwrap_or_default(),
+            },
+            _ => return,
+        };
+        self.stats.hostile_frames += 1;
+        let request_id = HOSTILE_BASE + self.stats.hostile_frames as u32;
+        self.note(format!("hostile {attacker} -> {body:?}"));
+        self.hostile_pending.push((attacker, request_id));
+        let frame = Frame {
+            header: Header::new(0, generation, request_id),
+            body,
+        };
+        self.net
+            .push(Channel::ClientToTeed(attacker), Message::TeedRequest(frame));
+    }
+}

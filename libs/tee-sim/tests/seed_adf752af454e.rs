@@ -1,0 +1,80 @@
+//! adf752af454e "optee: refuse to load the driver under the kdump kernel".
+//!
+//! A crash can leave every secure thread suspended mid-call, waiting for an RPC answer that the
+//! dead kernel will never give. The kdump kernel's probe then waited for ever in the cache drain
+//! (EBUSY / ETHREAD_LIMIT, a hung task). The fix refuses to probe in the kdump kernel, before
+//! any SMC. teed bounds the old behaviour with its probe deadline, so the test can show it.
+#![allow(clippy::unwrap_used)]
+
+use secure_world::Config as SecureConfig;
+use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind};
+use tee_proto::teed::TeedRequest;
+use tee_sim::TeedHarness;
+use teed::{Hardening, TeedConfig};
+
+const BNXTD: u32 = 2;
+
+/// A normal boot whose two secure threads are both suspended when the kernel crashes.
+fn crashed_with_threads_suspended(next: TeedConfig) -> TeedHarness {
+    let secure = SecureConfig {
+        foreign_intr_every: Some(1),
+        ..SecureConfig::default()
+    };
+    let mut h = TeedHarness::new(TeedConfig::new(), secure);
+    h.connect(BNXTD, ServerKind::Bnxtd);
+    h.boot(BootKind::Cold, 1).unwrap();
+    h.send(BNXTD, TeedRequest::ShmAlloc { size: 4096 });
+    h.send(BNXTD, TeedRequest::ShmAlloc { size: 4096 });
+    h.step();
+    h.step();
+    assert_eq!(h.secure.stats().threads_suspended, 2);
+    h.new_teed(next);
+    h.smcs = 0;
+    h
+}
+
+#[test]
+fn seed_adf752af454e_probing_in_the_kdump_kernel_never_completes() {
+    let mut cfg = TeedConfig::new();
+    cfg.hardening = Hardening::LINUX;
+    cfg.seed_bugs.probe_in_crash_kernel = true;
+    let mut h = crashed_with_threads_suspended(cfg);
+    let event = h.boot(BootKind::CrashKernel, 2).unwrap();
+    // Linux hung here; teed's deadline turns the hang into a refusal.
+    assert_eq!(
+        event,
+        ServerEvent::Declined {
+            reason: DeclineReason::DeadlineExpired
+        }
+    );
+    assert!(
+        h.smcs > 10,
+        "the probe kept asking a secure world that never became idle"
+    );
+    assert!(!h.teed.has_served());
+}
+
+#[test]
+fn seed_adf752af454e_kdump_kernel_declines_before_any_smc_and_a_later_boot_is_clean() {
+    let mut h = crashed_with_threads_suspended(TeedConfig::new());
+    let event = h.boot(BootKind::CrashKernel, 2).unwrap();
+    assert_eq!(
+        event,
+        ServerEvent::Declined {
+            reason: DeclineReason::CrashKernel
+        }
+    );
+    assert_eq!(h.smcs, 0);
+    // A later normal boot (kexec from the crash kernel, no reset) comes up clean: the orphans
+    // are resumed and the journal's leftovers reclaimed.
+    h.new_teed(TeedConfig::new());
+    assert_eq!(
+        h.boot(BootKind::Kexec, 3).unwrap(),
+        ServerEvent::Ready { generation: 3 }
+    );
+    let stats = h.secure.stats();
+    assert_eq!(
+        (stats.threads_suspended, stats.registrations, stats.sessions),
+        (0, 0, 0)
+    );
+}
