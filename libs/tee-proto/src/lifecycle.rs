@@ -91,6 +91,17 @@ pub enum InitRequest {
         ram: RamWindow,
         journal: RamWindow,
     },
+    /// To teed: the endpoint of a new client incarnation travels with this frame (hosted: as
+    /// SCM_RIGHTS ancillary data). Cores ignore it; the shell connects the endpoint.
+    ClientEndpoint {
+        client: ServerKind,
+        generation: Generation,
+    },
+    /// To a client: a new endpoint to teed travels with this frame (teed restarted). Cores ignore
+    /// it; the shell swaps the endpoint, and the core learns of the restart from the transport.
+    TeedEndpoint {
+        teed_generation: Generation,
+    },
     /// Release everything held in the secure world, then acknowledge.
     Shutdown {
         reason: ShutdownReason,

@@ -176,6 +176,8 @@ impl<M: PhysMem> Teed<M> {
                 self.start_probe(now, boot, ram, journal);
             }
             InitRequest::Shutdown { reason } => self.start_shutdown(now, header, reason),
+            // The shell connects endpoints that travel with these frames.
+            InitRequest::ClientEndpoint { .. } | InitRequest::TeedEndpoint { .. } => {}
             InitRequest::Status => {
                 let status = self.status();
                 self.send_init_reply(header, ServerEvent::Status(status));

@@ -150,6 +150,9 @@ impl<S: TaService> Client<S> {
                 let status = self.status();
                 self.reply_init(header, ServerEvent::Status(status));
             }
+            // Transport matters: the shell swaps endpoints; a teed restart reaches the core as
+            // ServerRestarted on its next request.
+            InitRequest::ClientEndpoint { .. } | InitRequest::TeedEndpoint { .. } => {}
         }
         self.drive(now, mem);
     }

@@ -285,6 +285,15 @@ pub fn init_requests() -> Vec<InitRequest> {
         requests.push(InitRequest::Shutdown { reason });
     }
     requests.push(InitRequest::Status);
+    for client in [ServerKind::Tpmd, ServerKind::Bnxtd] {
+        requests.push(InitRequest::ClientEndpoint {
+            client,
+            generation: M32,
+        });
+    }
+    requests.push(InitRequest::TeedEndpoint {
+        teed_generation: M32,
+    });
     requests
 }
 
@@ -293,9 +302,11 @@ pub fn init_request_variant(request: &InitRequest) -> usize {
         InitRequest::Hello { .. } => 0,
         InitRequest::Shutdown { .. } => 1,
         InitRequest::Status => 2,
+        InitRequest::ClientEndpoint { .. } => 3,
+        InitRequest::TeedEndpoint { .. } => 4,
     }
 }
-pub const INIT_REQUEST_VARIANTS: usize = 3;
+pub const INIT_REQUEST_VARIANTS: usize = 5;
 
 pub fn server_events() -> Vec<ServerEvent> {
     let mut events = vec![

@@ -175,6 +175,11 @@ pub fn init_request() -> impl Strategy<Value = InitRequest> {
             ),
         reason.prop_map(|reason| InitRequest::Shutdown { reason }),
         Just(InitRequest::Status),
+        any::<u32>().prop_map(|generation| InitRequest::ClientEndpoint {
+            client: ServerKind::Bnxtd,
+            generation
+        }),
+        any::<u32>().prop_map(|teed_generation| InitRequest::TeedEndpoint { teed_generation }),
     ]
 }
 
