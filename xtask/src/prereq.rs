@@ -11,7 +11,15 @@ use crate::run::{cargo, CommandExt};
 
 /// Debian packages the build and tests need. The one place to add more
 /// (libtpms-dev, libtss2-dev, tpm2-tools will follow).
-pub const DEBIAN_PACKAGES: &[&str] = &["pkg-config"];
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    // build.rs of libs/libtpms finds the TPM engine with it.
+    "pkg-config",
+    // The real TPM 2.0 engine behind the fTPM TA.
+    "libtpms-dev",
+    // Real TPM clients in tests: tpm2-tools, and tss-esapi's C libraries.
+    "tpm2-tools",
+    "libtss2-dev",
+];
 
 /// Cargo subcommands that `test` relies on, with the rustup component providing each.
 const RUSTUP_COMPONENTS: &[(&str, &str)] = &[("fmt", "rustfmt"), ("clippy", "clippy")];

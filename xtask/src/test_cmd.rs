@@ -47,6 +47,15 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        // Process tests spawn sibling binaries (secure-world, teed, ...): build them all first.
+        name: "build",
+        run: |root, _| {
+            cargo(root)
+                .args(["build", "--workspace", "--bins"])
+                .status_ok("build")
+        },
+    },
+    Step {
         name: "test",
         run: |root, soak| {
             let mut command = cargo(root);
@@ -79,6 +88,6 @@ mod tests {
     #[test]
     fn steps_run_in_the_documented_order() {
         let names: Vec<&str> = STEPS.iter().map(|step| step.name).collect();
-        assert_eq!(names, ["prerequisites", "fmt", "tidy", "clippy", "test"]);
+        assert_eq!(names, ["prerequisites", "fmt", "tidy", "clippy", "build", "test"]);
     }
 }
