@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::heap::{Heap, HeapBlock};
 use crate::registry::{RegistrationInfo, ShmRegistry};
 use crate::ta::TrustedApp;
-use crate::ta::{bnxt::BnxtTa, device_pta::DevicePta, ClientIdentity, SessionId, TaFlags};
+use crate::ta::{
+    bnxt::BnxtTa, device_pta::DevicePta, ftpm::FtpmTa, ClientIdentity, SessionId, TaFlags,
+};
 use crate::thread::{Job, SecureThread, SuspendReason, ThreadInfo, ThreadState, ThreadsView};
 
 /// Heap bytes for an open session (`struct tee_ta_session` with its lists and the client
@@ -89,8 +91,9 @@ fn mix(x: u64) -> u64 {
 }
 
 impl SecureWorld {
-    /// A freshly booted secure world with the device PTA and the BNXT PTA installed.
-    /// `boot_nonce` is the only source of variation (it seeds session ids).
+    /// A freshly booted secure world with the device PTA, the BNXT PTA and the fTPM (NV in
+    /// memory; manufactured at its first session) installed. `boot_nonce` is the only source
+    /// of variation (it seeds session ids).
     pub fn new(config: Config, boot_nonce: u64) -> SecureWorld {
         let threads = (0..config.threads).map(|_| SecureThread::new()).collect();
         let mut world = SecureWorld {
@@ -107,6 +110,7 @@ impl SecureWorld {
         };
         world.add_ta(Box::new(DevicePta));
         world.add_ta(Box::new(BnxtTa::new()));
+        world.add_ta(Box::new(FtpmTa::new()));
         world
     }
 
@@ -218,7 +222,8 @@ impl SecureWorld {
     }
 
     /// Machine reset: the secure world restarts with the SoC. Threads, registrations,
-    /// sessions and the RPC cache are gone; TAs drop their volatile state (NV stays).
+    /// sessions and the RPC cache are gone; TAs drop their volatile state (NV stays): for the
+    /// fTPM, `unload` is a TPM power cycle.
     pub fn reset(&mut self) {
         for thread in &mut self.threads {
             *thread = SecureThread::new();

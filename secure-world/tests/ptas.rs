@@ -6,7 +6,7 @@ mod common;
 use optee_abi::mem::PhysMem;
 use optee_abi::msg::{Direction, Param};
 use optee_abi::teec::{self, origin};
-use optee_abi::uuid::{BNXT_TA, DEVICE_PTA};
+use optee_abi::uuid::{BNXT_TA, DEVICE_PTA, FTPM_TA};
 use secure_world::ta::bnxt::{self, coredump_checksum, COPY_COREDUMP, COREDUMP_LEN, FASTBOOT};
 use secure_world::ta::device_pta::GET_DEVICES;
 use secure_world::testing::NormalWorld;
@@ -218,27 +218,29 @@ fn device_pta_lists_device_tas_with_short_buffer_first() {
     // Linux asks with a null memref first.
     assert_eq!(
         get_devices(&mut sw, &mut nw, session, 0, 0),
-        (teec::ERROR_SHORT_BUFFER, 16)
+        (teec::ERROR_SHORT_BUFFER, 32)
     );
     let buf = nw.alloc_frame();
     assert_eq!(
         get_devices(&mut sw, &mut nw, session, buf, 8),
-        (teec::ERROR_SHORT_BUFFER, 16)
+        (teec::ERROR_SHORT_BUFFER, 32)
     );
-    assert_eq!(
-        get_devices(&mut sw, &mut nw, session, buf, 64),
-        (teec::SUCCESS, 16)
-    );
-    let mut got = [0u8; 16];
-    nw.ram.read(buf, &mut got).unwrap();
-    assert_eq!(&got, BNXT_TA.as_bytes());
-
-    sw.add_ta(Box::new(SingleSessionTa::new(true)));
     assert_eq!(
         get_devices(&mut sw, &mut nw, session, buf, 64),
         (teec::SUCCESS, 32)
     );
+    // Registration order: the BNXT PTA, then the fTPM.
     let mut got = [0u8; 32];
     nw.ram.read(buf, &mut got).unwrap();
-    assert_eq!(&got[16..], SINGLE_TA.as_bytes());
+    assert_eq!(&got[..16], BNXT_TA.as_bytes());
+    assert_eq!(&got[16..], FTPM_TA.as_bytes());
+
+    sw.add_ta(Box::new(SingleSessionTa::new(true)));
+    assert_eq!(
+        get_devices(&mut sw, &mut nw, session, buf, 64),
+        (teec::SUCCESS, 48)
+    );
+    let mut got = [0u8; 48];
+    nw.ram.read(buf, &mut got).unwrap();
+    assert_eq!(&got[32..], SINGLE_TA.as_bytes());
 }

@@ -9,6 +9,7 @@
 
 pub mod bnxt;
 pub mod device_pta;
+pub mod ftpm;
 pub(crate) mod params;
 
 use optee_abi::teec;
