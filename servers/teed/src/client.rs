@@ -100,7 +100,10 @@ impl<M: PhysMem> Teed<M> {
             meta: true,
         };
         arg.push(meta(a, b, 0)).map_err(|_| WireError::BadRequest)?;
-        arg.push(meta(0, 0, u64::from(login.teec_value())))
+        // The client identity carries this boot's id: the fTPM model resets the TPM when a new
+        // normal-world boot opens it, as a reboot resets a real TPM.
+        let (ca, cb) = boot_client_uuid(self.boot_id).to_value_pair();
+        arg.push(meta(ca, cb, u64::from(login.teec_value())))
             .map_err(|_| WireError::BadRequest)?;
         let slot = self.args.take().ok_or(WireError::Busy)?;
         let journal_slot = self.journal_session_begin(kind, slot);

@@ -230,8 +230,35 @@ impl<M: PhysMem> Teed<M> {
         let Ok(leftovers) = j.leftovers(&self.mem) else {
             return false;
         };
-        let mut started = false;
+        // First read every open whose outcome only its message slot knows: the secure world wrote
+        // it there in the step that created the session, and the calls below reuse the slots.
+        let mut work = Vec::with_capacity(leftovers.len());
         for leftover in leftovers {
+            match leftover {
+                Leftover::OpeningSession { slot, arg_slot, .. } => {
+                    let opened = self
+                        .args
+                        .pas
+                        .get(arg_slot as usize)
+                        .and_then(|pa| MsgArg::read_from(&self.mem, *pa).ok())
+                        .filter(|a| a.cmd == cmd::OPEN_SESSION && a.ret == teec::SUCCESS);
+                    match opened {
+                        Some(arg) => {
+                            self.journal_session(Some(slot), EntryState::Live, Some(arg.session));
+                            work.push(Leftover::Session {
+                                slot,
+                                session: arg.session,
+                                owner: 0,
+                            });
+                        }
+                        None => self.journal_session(Some(slot), EntryState::Free, None),
+                    }
+                }
+                other => work.push(other),
+            }
+        }
+        let mut started = false;
+        for leftover in work {
             let result = match leftover {
                 Leftover::Registration { slot, cookie, .. } => self.submit_msg(
                     now,
@@ -243,26 +270,7 @@ impl<M: PhysMem> Teed<M> {
                     Purpose::ReclaimSession { journal_slot: slot },
                     &close_msg(session),
                 ),
-                Leftover::OpeningSession { slot, arg_slot, .. } => {
-                    // The secure world wrote the outcome of the open into the journal's slot.
-                    let opened = self
-                        .args
-                        .pas
-                        .get(arg_slot as usize)
-                        .and_then(|pa| MsgArg::read_from(&self.mem, *pa).ok())
-                        .filter(|a| a.cmd == cmd::OPEN_SESSION && a.ret == teec::SUCCESS);
-                    match opened {
-                        Some(arg) => self.submit_msg(
-                            now,
-                            Purpose::ReclaimSession { journal_slot: slot },
-                            &close_msg(arg.session),
-                        ),
-                        None => {
-                            self.journal_session(Some(slot), EntryState::Free, None);
-                            continue;
-                        }
-                    }
-                }
+                Leftover::OpeningSession { .. } => continue,
             };
             match result {
                 Ok(_) => started = true,

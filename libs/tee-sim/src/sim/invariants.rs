@@ -45,6 +45,11 @@ impl Checker {
         self.retired.clear();
     }
 
+    /// A new teed incarnation names buffers afresh: forget what the last one handed out.
+    pub fn teed_ended(&mut self) {
+        self.known.clear();
+    }
+
     /// The last session and buffer teed gave a client, for forged requests.
     pub fn known(&self, client: ClientId) -> (Option<u32>, Option<u32>) {
         self.known.get(&client).copied().unwrap_or_default()
@@ -122,10 +127,13 @@ impl Checker {
         );
         // Only a teed that served this boot can have released what this boot held; what a crashed
         // world left stays until the next probe reclaims it.
+        // init stops every server before the transition: look at the teed that just ended.
         let served = sim
             .teed
             .as_ref()
-            .is_some_and(|t| t.has_served() && t.is_stopped());
+            .map(|t| t.has_served() && t.is_stopped())
+            .or(sim.ended_teed)
+            .unwrap_or(false);
         if !outcome.ipc || outcome.escalated_to_crash || !teed_acked || !served {
             return Ok(());
         }

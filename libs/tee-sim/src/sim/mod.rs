@@ -86,6 +86,8 @@ pub struct Sim {
     pub(crate) booted: Option<teesys_init::BootSummary>,
     pub(crate) first_boot: Option<teesys_init::BootSummary>,
     pub(crate) transitions: Vec<script::TransitionRecord>,
+    /// Whether the teed incarnation that ended last had served and completed its shutdown.
+    pub(crate) ended_teed: Option<bool>,
 }
 
 const TRAIL: usize = 60;
@@ -124,6 +126,7 @@ impl Sim {
             booted: None,
             first_boot: None,
             transitions: Vec::new(),
+            ended_teed: None,
         }
     }
 
@@ -267,7 +270,9 @@ impl Sim {
             self.deliver(channel)?;
             true
         };
+        let booted = self.pending_boot.is_some();
         self.boot_pending()?;
+        let progressed = progressed || booted;
         let mut checker = std::mem::replace(
             &mut self.checker,
             Checker::new(false, self.cfg.teed.hardening),

@@ -83,6 +83,19 @@ impl Sim {
         Ok(())
     }
 
+    /// Asks init for a kexec and runs only `steps` steps of it.
+    pub fn request_kexec_and_step(&mut self, steps: u64) -> Result<(), SimFailure> {
+        self.stats.kexecs += 1;
+        self.init.request_kexec(self.now);
+        self.drain_init()?;
+        for _ in 0..steps {
+            if !self.step_once()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The running teed, if any.
     pub fn teed(&self) -> Option<&Teed<SharedRam>> {
         self.teed.as_ref()

@@ -89,9 +89,11 @@ impl Sim {
         let now = self.now;
         match server {
             ServerKind::Teed => {
-                if self.teed.take().is_none() {
+                let Some(teed) = self.teed.take() else {
                     return false;
-                }
+                };
+                self.ended_teed = Some(teed.has_served() && teed.is_stopped());
+                self.checker.teed_ended();
                 self.net.retain(|c| {
                     !matches!(
                         c,
@@ -286,6 +288,18 @@ impl Sim {
             }
             (Channel::SmcCall, Message::Smc(token, regs)) => {
                 let out = self.secure.smc(&mut ram, regs);
+                if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
+                    let arg = optee_abi::msg::MsgArg::read_from(
+                        &ram,
+                        optee_abi::smc::join_u32_pair(regs[1], regs[2]),
+                    );
+                    self.note(format!(
+                        "smc {:x?} -> {:x?} arg {:?}",
+                        &regs[..4],
+                        &out[..4],
+                        arg.map(|a| (a.cmd, a.session, a.ret, a.params.get(1).copied()))
+                    ));
+                }
                 self.net.push(Channel::SmcReturn, Message::Smc(token, out));
             }
             (Channel::SmcReturn, Message::Smc(token, regs)) => {
