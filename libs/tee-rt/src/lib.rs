@@ -2,13 +2,28 @@
 //!
 //! Everything here is plumbing between processes on one Linux host: the SMC conduit (eight
 //! registers each way), the normal-world RAM file that the secure-world process and the
-//! normal-world servers map together, and length-prefixed frames for tee-proto messages.
+//! normal-world servers map together, length-prefixed frames for tee-proto messages, the
+//! seqpacket endpoints that carry lifecycle and teed frames with their capabilities, spawning
+//! servers, the shells' event loop, clock and logging, and the hosted shell of the TEE clients.
 //! No server logic lives here; the cores stay sans-IO and these pieces drive them.
 
+pub mod client_shell;
+pub mod clock;
 pub mod conduit;
+pub mod endpoint;
+pub mod event;
 pub mod framing;
+pub mod harness;
+pub mod logging;
 pub mod ram;
+pub mod server;
+pub mod spawn;
+pub mod stream;
 
+pub use clock::{Clock, Millis};
 pub use conduit::{serve_conduit, ConduitError, SmcConduit, UnixConduit, CONDUIT_FRAME_BYTES};
+pub use endpoint::{Endpoint, EndpointError};
 pub use framing::{read_frame, write_frame, FrameError};
 pub use ram::{RamError, RamFile, DEFAULT_RAM_BASE, DEFAULT_RAM_BYTES};
+pub use server::Exit;
+pub use spawn::{lifecycle_from_env, sibling_binary, spawn_server, SpawnError, LIFECYCLE_FD_ENV};

@@ -4,8 +4,9 @@
 //! page that teed registers is the page the secure-world model reads. The file is sparse: its
 //! size is set with `set_len`, never by writing zeros, so an 8 GiB RAM costs only what is touched.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -41,6 +42,24 @@ pub enum RamError {
         /// Requested size in bytes.
         size: u64,
     },
+    /// A RAM file handed over as a descriptor could not be inspected or mapped.
+    #[error("ram descriptor: {action} failed")]
+    FdIo {
+        /// What was being done.
+        action: &'static str,
+        /// The underlying failure.
+        #[source]
+        source: io::Error,
+    },
+    /// A RAM file handed over as a descriptor is shorter than the RAM it should hold; touching
+    /// the missing tail would fault the process.
+    #[error("ram file holds {len:#x} bytes, less than the {size:#x} requested")]
+    FileTooShort {
+        /// The file's length.
+        len: u64,
+        /// The requested RAM size.
+        size: u64,
+    },
     /// The size does not fit this process's address space.
     #[error("ram size {size:#x} does not fit this address space")]
     TooLarge {
@@ -72,13 +91,7 @@ impl RamFile {
     /// shrinking it would fault the other processes that map it.
     pub fn open_at(path: impl AsRef<Path>, base: u64, size: u64) -> Result<Self, RamError> {
         let path = path.as_ref();
-        if size == 0 {
-            return Err(RamError::ZeroSize);
-        }
-        if base.checked_add(size).is_none() {
-            return Err(RamError::WindowOverflow { base, size });
-        }
-        let map_len = usize::try_from(size).map_err(|_| RamError::TooLarge { size })?;
+        let map_len = check_window(base, size)?;
         let io_error = |action, source| RamError::Io {
             path: path.to_path_buf(),
             action,
@@ -102,6 +115,46 @@ impl RamFile {
             .map_err(|e| io_error("mmap", e))?;
         tracing::debug!(path = %path.display(), base, size, "ram file mapped");
         Ok(Self { map, base, size })
+    }
+
+    /// Maps `size` bytes of a RAM file handed over as a descriptor (opened read-write), at
+    /// physical `base`. The file is never resized here: it must already hold `size` bytes. The
+    /// descriptor is closed once mapped; the mapping stays valid without it.
+    pub fn from_fd(fd: OwnedFd, base: u64, size: u64) -> Result<Self, RamError> {
+        let map_len = check_window(base, size)?;
+        let file = File::from(fd);
+        let len = file
+            .metadata()
+            .map_err(|source| RamError::FdIo {
+                action: "stat",
+                source,
+            })?
+            .len();
+        if len < size {
+            return Err(RamError::FileTooShort { len, size });
+        }
+        let map = MmapOptions::new()
+            .len(map_len)
+            .map_raw(&file)
+            .map_err(|source| RamError::FdIo {
+                action: "mmap",
+                source,
+            })?;
+        tracing::debug!(base, size, "ram descriptor mapped");
+        Ok(Self { map, base, size })
+    }
+
+    /// Maps the whole of a RAM file handed over as a descriptor, at physical `base`.
+    pub fn from_fd_whole(fd: OwnedFd, base: u64) -> Result<Self, RamError> {
+        let file = File::from(fd);
+        let len = file
+            .metadata()
+            .map_err(|source| RamError::FdIo {
+                action: "stat",
+                source,
+            })?
+            .len();
+        Self::from_fd(OwnedFd::from(file), base, len)
     }
 
     /// First physical address of the RAM.
@@ -128,6 +181,17 @@ impl RamFile {
         let len = len as u64;
         self.offset_of(pa, len).ok_or(MemError { pa, len })
     }
+}
+
+/// Checks a RAM window and returns its length as a mapping length.
+fn check_window(base: u64, size: u64) -> Result<usize, RamError> {
+    if size == 0 {
+        return Err(RamError::ZeroSize);
+    }
+    if base.checked_add(size).is_none() {
+        return Err(RamError::WindowOverflow { base, size });
+    }
+    usize::try_from(size).map_err(|_| RamError::TooLarge { size })
 }
 
 impl PhysMem for RamFile {

@@ -135,3 +135,54 @@ fn bad_geometry_is_a_typed_error() {
         Err(RamError::Io { action: "open", .. })
     ));
 }
+
+fn open_rw(path: &Path) -> OwnedFd {
+    OwnedFd::from(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_handed_over_descriptor_maps_the_same_ram() {
+    let tmp = TempPath::new();
+    let mut owner = RamFile::open(&tmp.0, 2 * MIB).unwrap();
+    let mut server = RamFile::from_fd(open_rw(&tmp.0), DEFAULT_RAM_BASE, 2 * MIB).unwrap();
+    assert_eq!((server.base(), server.size()), (DEFAULT_RAM_BASE, 2 * MIB));
+    server
+        .write(DEFAULT_RAM_BASE + 0x2000, b"from teed")
+        .unwrap();
+    let mut seen = [0u8; 9];
+    owner.read(DEFAULT_RAM_BASE + 0x2000, &mut seen).unwrap();
+    assert_eq!(&seen, b"from teed");
+    owner.write_u64(DEFAULT_RAM_BASE, 42).unwrap();
+    assert_eq!(server.read_u64(DEFAULT_RAM_BASE).unwrap(), 42);
+
+    let whole = RamFile::from_fd_whole(open_rw(&tmp.0), DEFAULT_RAM_BASE).unwrap();
+    assert_eq!(whole.size(), 2 * MIB);
+    assert!(!whole.contains(DEFAULT_RAM_BASE + 2 * MIB, 1));
+}
+
+#[test]
+fn a_handed_over_descriptor_is_never_grown_or_overrun() {
+    let tmp = TempPath::new();
+    let _owner = RamFile::open(&tmp.0, MIB).unwrap();
+    match RamFile::from_fd(open_rw(&tmp.0), DEFAULT_RAM_BASE, 2 * MIB) {
+        Err(RamError::FileTooShort { len, size }) => assert_eq!((len, size), (MIB, 2 * MIB)),
+        other => panic!("expected FileTooShort, got {other:?}"),
+    }
+    assert_eq!(std::fs::metadata(&tmp.0).unwrap().len(), MIB);
+    assert!(matches!(
+        RamFile::from_fd(open_rw(&tmp.0), DEFAULT_RAM_BASE, 0),
+        Err(RamError::ZeroSize)
+    ));
+    let empty = TempPath::new();
+    std::fs::write(&empty.0, b"").unwrap();
+    assert!(matches!(
+        RamFile::from_fd_whole(open_rw(&empty.0), DEFAULT_RAM_BASE),
+        Err(RamError::ZeroSize)
+    ));
+}
