@@ -169,7 +169,10 @@ impl Harness {
                 };
                 (behaviour.shutdown_latency, delivery)
             }
-            InitRequest::Status => return,
+            // The supervisor itself never sends these (the hosted shell does), nor expects an answer.
+            InitRequest::Status
+            | InitRequest::ClientEndpoint { .. }
+            | InitRequest::TeedEndpoint { .. } => return,
         };
         self.pending
             .push((self.now + latency, server, generation, delivery));
