@@ -86,6 +86,8 @@ pub struct Sim {
     pub(crate) booted: Option<teesys_init::BootSummary>,
     pub(crate) first_boot: Option<teesys_init::BootSummary>,
     pub(crate) transitions: Vec<script::TransitionRecord>,
+    /// Answers tpmd gave the scripted TPM consumer.
+    pub(crate) script_answers: Vec<tee_proto::tpm::TpmResponse>,
     /// Whether the teed incarnation that ended last had served and completed its shutdown.
     pub(crate) ended_teed: Option<bool>,
 }
@@ -127,6 +129,7 @@ impl Sim {
             first_boot: None,
             transitions: Vec::new(),
             ended_teed: None,
+            script_answers: Vec::new(),
         }
     }
 

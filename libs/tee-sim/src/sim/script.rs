@@ -3,6 +3,8 @@
 
 use secure_world::Stats as SecureStats;
 use tee_proto::lifecycle::ServerKind;
+use tee_proto::tpm::{TpmRequest, TpmResponse};
+use tee_proto::{Frame, Header};
 use teed::Teed;
 use teesys_init::{BootSummary, StartOutcome, SupervisorView};
 
@@ -16,7 +18,39 @@ pub struct TransitionRecord {
     pub booted: Option<BootSummary>,
 }
 
+/// The consumer id of TPM commands a script sends itself.
+pub const SCRIPT_CONSUMER: u64 = 2;
+
 impl Sim {
+    /// Sends one TPM command through tpmd, as a consumer would, and settles; returns tpmd's
+    /// answer (`None` when tpmd is not running or never answered).
+    pub fn tpm(&mut self, command: &[u8]) -> Result<Option<TpmResponse>, SimFailure> {
+        use super::net::{Channel, Message};
+        let Ok(bytes) = heapless::Vec::from_slice(command) else {
+            return Err(self.fail("scripted TPM command over 4096 bytes"));
+        };
+        self.script_answers.clear();
+        let id = self.step as u32;
+        let frame = Frame {
+            header: Header::new(0, 0, id),
+            body: TpmRequest::Command { bytes },
+        };
+        self.net.push(
+            Channel::ConsumerToTpmd,
+            Message::TpmRequest(SCRIPT_CONSUMER, frame),
+        );
+        self.settle()?;
+        Ok(self.script_answers.pop())
+    }
+
+    /// Like [`Sim::tpm`], for a command that must succeed: the response bytes.
+    pub fn tpm_ok(&mut self, command: &[u8]) -> Result<Vec<u8>, SimFailure> {
+        match self.tpm(command)? {
+            Some(TpmResponse::Response { bytes }) => Ok(bytes.to_vec()),
+            other => Err(self.fail(format!("scripted TPM command answered {other:?}"))),
+        }
+    }
+
     /// A machine whose faults come only from the script.
     pub fn scripted(mut cfg: SimConfig) -> Sim {
         cfg.faults.ops = 0;

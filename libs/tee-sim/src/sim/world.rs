@@ -313,9 +313,13 @@ impl Sim {
                         .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
                 }
             }
-            (Channel::TpmdToConsumer, Message::TpmResponse(_, frame)) => {
+            (Channel::TpmdToConsumer, Message::TpmResponse(consumer, frame)) => {
                 self.stats.tpm_answers += 1;
-                self.tpm_consumer.answer(frame).map_err(|m| self.fail(m))?;
+                if consumer == super::script::SCRIPT_CONSUMER {
+                    self.script_answers.push(frame.body);
+                } else {
+                    self.tpm_consumer.answer(frame).map_err(|m| self.fail(m))?;
+                }
             }
             (Channel::NicToBnxtd, Message::BnxtRequest(consumer, frame)) => {
                 if let Some(p) = self.bnxtd.as_mut() {
