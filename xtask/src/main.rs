@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flags::Command;
-use run::CommandExt;
 
 /// Exit code for "this subcommand does not exist yet" and for usage errors.
 const EXIT_NOT_AVAILABLE: u8 = 2;
@@ -34,19 +33,7 @@ fn main() -> ExitCode {
         }
         Command::Test { soak } => test_cmd::run(&root, soak),
         Command::Tidy => tidy::run(&root),
-        Command::Demo { args } => run::cargo(&root)
-            .args([
-                "run",
-                "--release",
-                "-p",
-                "teesys-init",
-                "--bin",
-                "teectl",
-                "--",
-                "demo",
-            ])
-            .args(&args)
-            .status_ok("demo"),
+        Command::Demo { args } => run::demo(&root, &args),
         Command::Bench | Command::Qemu => {
             println!("not yet built (see issues)");
             return ExitCode::from(EXIT_NOT_AVAILABLE);

@@ -66,3 +66,27 @@ fn program_name(command: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The binaries of the hosted stack that `teectl demo` starts (it finds them beside itself).
+const DEMO_PACKAGES: [&str; 5] = ["secure-world", "teed", "tpmd", "bnxtd", "teesys-init"];
+
+/// `cargo xtask demo`: builds the hosted stack's binaries, then runs `teectl demo ARGS...`.
+///
+/// The dev profile is used on purpose: it is optimised enough for the demo (opt-level 1, deps
+/// at 2), shares its artifacts with `cargo test`, and avoids a second full build in release.
+pub fn demo(root: &Path, args: &[String]) -> Result<(), String> {
+    let mut build = cargo(root);
+    build.args(["build", "--bins"]);
+    for package in DEMO_PACKAGES {
+        build.args(["-p", package]);
+    }
+    build.status_ok("demo build")?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Command::new(target_dir.join("debug").join("teectl"))
+        .current_dir(root)
+        .arg("demo")
+        .args(args)
+        .status_ok("demo")
+}

@@ -88,6 +88,9 @@ mod tests {
     #[test]
     fn steps_run_in_the_documented_order() {
         let names: Vec<&str> = STEPS.iter().map(|step| step.name).collect();
-        assert_eq!(names, ["prerequisites", "fmt", "tidy", "clippy", "build", "test"]);
+        assert_eq!(
+            names,
+            ["prerequisites", "fmt", "tidy", "clippy", "build", "test"]
+        );
     }
 }

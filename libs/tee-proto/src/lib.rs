@@ -1,6 +1,6 @@
 //! The one declaration of every teesys IPC protocol.
 //!
-//! Four interfaces, each in its own module, each a request enum and a response enum:
+//! Six interfaces, each in its own module, each a request enum and a response enum:
 //!
 //! | module        | requester          | responder            |
 //! |---------------|--------------------|----------------------|
@@ -8,6 +8,8 @@
 //! | [`lifecycle`] | init               | every server         |
 //! | [`tpm`]       | a TPM consumer     | tpmd                 |
 //! | [`bnxt`]      | the NIC driver     | bnxtd                |
+//! | [`control`]   | teectl (operator)  | init (hosted)        |
+//! | [`secure`]    | init, teectl       | the secure world (hosted) |
 //!
 //! Every message travels inside a [`Frame`]: a versioned [`Header`] that names the sender's
 //! generation and its view of the receiver's, then the body. Frames are postcard-encoded and
@@ -22,10 +24,12 @@
 #![no_std]
 
 pub mod bnxt;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod interface;
 pub mod lifecycle;
+pub mod secure;
 pub mod teed;
 pub mod tpm;
 

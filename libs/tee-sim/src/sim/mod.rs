@@ -88,6 +88,8 @@ pub struct Sim {
     pub(crate) transitions: Vec<script::TransitionRecord>,
     /// Answers tpmd gave the scripted TPM consumer.
     pub(crate) script_answers: Vec<tee_proto::tpm::TpmResponse>,
+    /// Answers bnxtd gave the scripted NIC driver.
+    pub(crate) script_bnxt_answers: Vec<tee_proto::bnxt::BnxtResponse>,
     /// Whether the teed incarnation that ended last had served and completed its shutdown.
     pub(crate) ended_teed: Option<bool>,
 }
@@ -130,6 +132,7 @@ impl Sim {
             transitions: Vec::new(),
             ended_teed: None,
             script_answers: Vec::new(),
+            script_bnxt_answers: Vec::new(),
         }
     }
 

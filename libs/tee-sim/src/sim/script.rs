@@ -3,6 +3,7 @@
 
 use secure_world::Stats as SecureStats;
 use tee_proto::lifecycle::ServerKind;
+use tee_proto::bnxt::{BnxtRequest, BnxtResponse};
 use tee_proto::tpm::{TpmRequest, TpmResponse};
 use tee_proto::{Frame, Header};
 use teed::Teed;
@@ -41,6 +42,16 @@ impl Sim {
         );
         self.settle()?;
         Ok(self.script_answers.pop())
+    }
+
+    /// Sends one request to bnxtd, as the NIC driver would, and settles; returns the answer.
+    pub fn bnxt(&mut self, body: BnxtRequest) -> Result<Option<BnxtResponse>, SimFailure> {
+        use super::net::{Channel, Message};
+        self.script_bnxt_answers.clear();
+        let frame = Frame { header: Header::new(0, 0, self.step as u32), body };
+        self.net.push(Channel::NicToBnxtd, Message::BnxtRequest(SCRIPT_CONSUMER, frame));
+        self.settle()?;
+        Ok(self.script_bnxt_answers.pop())
     }
 
     /// Like [`Sim::tpm`], for a command that must succeed: the response bytes.

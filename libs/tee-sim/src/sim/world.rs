@@ -327,7 +327,11 @@ impl Sim {
                         .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
                 }
             }
-            (Channel::BnxtdToNic, Message::BnxtResponse(_, frame)) => {
+            (Channel::BnxtdToNic, Message::BnxtResponse(consumer, frame)) => {
+                if consumer == super::script::SCRIPT_CONSUMER {
+                    self.script_bnxt_answers.push(frame.body);
+                    return Ok(());
+                }
                 self.nic.answer(frame).map_err(|m| self.fail(m))?;
                 self.stats.coredump_chunks = self.nic.chunks_checked;
             }

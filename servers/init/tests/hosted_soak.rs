@@ -1,0 +1,38 @@
+//! `teectl soak kexec --cycles 100` on the real hosted stack finishes with zero leaks.
+#![allow(clippy::unwrap_used)]
+
+mod live;
+
+use live::LiveStack;
+
+#[test]
+fn a_hundred_kexecs_leak_nothing() {
+    let stack = LiveStack::up("soak");
+    let output = stack.teectl(&["--json", "soak", "kexec", "--cycles", "100"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["kexecs"], 100);
+    assert_eq!(summary["leaks"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(summary["errors"].as_array().unwrap().len(), 0, "{summary}");
+    // One report line per cycle before the summary.
+    assert_eq!(stdout.lines().count(), 101);
+    let report = stack.down().unwrap();
+    assert!(report.after.secure.unwrap().is_quiescent());
+}
+
+#[test]
+fn chaos_keeps_the_invariant() {
+    let stack = LiveStack::up("chaos");
+    let output = stack.teectl(&["soak", "chaos", "--seconds", "5", "--seed", "11"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("soak: PASS"), "{last}");
+    let report = stack.down().unwrap();
+    assert!(report.after.secure.unwrap().is_quiescent());
+}
