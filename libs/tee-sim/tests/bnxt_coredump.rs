@@ -8,17 +8,24 @@ use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
 use tee_sim::{Sim, SimConfig};
 
 fn chunk(sim: &mut Sim, offset: u32, size: u32) -> BnxtResponse {
-    sim.bnxt(BnxtRequest::CopyCoredump { offset, size }).unwrap().unwrap()
+    sim.bnxt(BnxtRequest::CopyCoredump { offset, size })
+        .unwrap()
+        .unwrap()
 }
 
 #[test]
 fn the_whole_coredump_equals_the_image() {
     let mut sim = Sim::scripted(SimConfig::new(8));
     sim.power_on().unwrap();
-    assert_eq!(sim.bnxt(BnxtRequest::Load).unwrap(), Some(BnxtResponse::Loaded));
+    assert_eq!(
+        sim.bnxt(BnxtRequest::Load).unwrap(),
+        Some(BnxtResponse::Loaded)
+    );
     assert_eq!(
         sim.bnxt(BnxtRequest::CoredumpLen).unwrap(),
-        Some(BnxtResponse::CoredumpLen { len: COREDUMP_LEN as u32 })
+        Some(BnxtResponse::CoredumpLen {
+            len: COREDUMP_LEN as u32
+        })
     );
     let mut dump = Vec::with_capacity(COREDUMP_LEN as usize);
     while dump.len() < COREDUMP_LEN as usize {
@@ -42,7 +49,10 @@ fn bad_requests_get_typed_errors_and_shutdown_means_no_device() {
         chunk(&mut sim, COREDUMP_LEN as u32, 16),
         BnxtResponse::Error(BnxtError::BadOffset { .. })
     ));
-    assert!(matches!(chunk(&mut sim, 0, 0), BnxtResponse::Error(BnxtError::BadSize { .. })));
+    assert!(matches!(
+        chunk(&mut sim, 0, 0),
+        BnxtResponse::Error(BnxtError::BadSize { .. })
+    ));
     assert!(matches!(
         chunk(&mut sim, 0, COREDUMP_CHUNK_MAX as u32 + 1),
         BnxtResponse::Error(BnxtError::BadSize { .. })

@@ -2,8 +2,8 @@
 //! faults off and the operations chosen by the test.
 
 use secure_world::Stats as SecureStats;
-use tee_proto::lifecycle::ServerKind;
 use tee_proto::bnxt::{BnxtRequest, BnxtResponse};
+use tee_proto::lifecycle::ServerKind;
 use tee_proto::tpm::{TpmRequest, TpmResponse};
 use tee_proto::{Frame, Header};
 use teed::Teed;
@@ -48,8 +48,14 @@ impl Sim {
     pub fn bnxt(&mut self, body: BnxtRequest) -> Result<Option<BnxtResponse>, SimFailure> {
         use super::net::{Channel, Message};
         self.script_bnxt_answers.clear();
-        let frame = Frame { header: Header::new(0, 0, self.step as u32), body };
-        self.net.push(Channel::NicToBnxtd, Message::BnxtRequest(SCRIPT_CONSUMER, frame));
+        let frame = Frame {
+            header: Header::new(0, 0, self.step as u32),
+            body,
+        };
+        self.net.push(
+            Channel::NicToBnxtd,
+            Message::BnxtRequest(SCRIPT_CONSUMER, frame),
+        );
         self.settle()?;
         Ok(self.script_bnxt_answers.pop())
     }
