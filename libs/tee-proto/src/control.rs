@@ -245,6 +245,9 @@ pub struct OpReport {
     pub took_ms: u64,
     /// The shutdown sequence the operation ran, if any.
     pub shutdown: Option<ShutdownSummary>,
+    /// What the secure world held once the old normal world was gone and before the next
+    /// booted (operations with a transition only): zero after every orderly one.
+    pub left_at_transition: Option<SecureStats>,
     /// The stack once the operation finished.
     pub after: StackStatus,
 }

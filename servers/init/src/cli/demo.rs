@@ -25,6 +25,9 @@ pub struct DemoStep {
     pub took_ms: u64,
     pub boot: Option<BootInfo>,
     pub secure: Option<SecureStats>,
+    /// For a kexec, crash or reboot: what the secure world still held when the old world was
+    /// gone and the next had not booted yet.
+    pub left_at_transition: Option<SecureStats>,
     pub note: String,
     pub problems: Vec<String>,
 }
@@ -60,11 +63,18 @@ fn step_line(step: &DemoStep) -> String {
             s.heap_capacity
         )
     });
+    let left = step.left_at_transition.map_or("-".to_string(), |s| {
+        format!(
+            "{} reg, {} sess, {} cached",
+            s.registrations, s.sessions, s.cached_buffers
+        )
+    });
     format!(
-        "{:<30} {:>6} ms  {:<34} {:<44} {} {}",
+        "{:<30} {:>6} ms  {:<34} {:<26} {:<44} {} {}",
         step.step,
         step.took_ms,
         show::boot(step.boot),
+        left,
         secure,
         verdict,
         step.note
@@ -115,6 +125,7 @@ impl Demo {
             took_ms: ms(took),
             boot: status.boot,
             secure: status.secure,
+            left_at_transition: None,
             note,
             problems,
         });
@@ -138,6 +149,27 @@ impl Demo {
         if !crash_boot {
             problems.extend(leaks(&report.after));
         }
+        // Everything but a hard crash runs the shutdown IPC: nothing may be left behind. Out of a
+        // crash kernel (teed declined there) the crashed world's leftovers are still held; the
+        // next probe reclaims them from the journal.
+        let hard_crash = matches!(request, ControlRequest::Crash { hard: true });
+        let from_crash_kernel = self
+            .report
+            .steps
+            .last()
+            .and_then(|step| step.boot)
+            .is_some_and(|boot| boot.crash_flag);
+        if let Some(left) = report
+            .left_at_transition
+            .filter(|_| !hard_crash && !from_crash_kernel)
+        {
+            if left.registrations + left.sessions + left.cached_buffers > 0 {
+                problems.push(format!(
+                    "left {} registrations, {} sessions, {} cached buffers at the transition",
+                    left.registrations, left.sessions, left.cached_buffers
+                ));
+            }
+        }
         let acks = report.shutdown.map_or(String::new(), |summary| {
             let acked = summary
                 .servers
@@ -153,6 +185,7 @@ impl Demo {
             took_ms: report.took_ms,
             boot: report.after.boot,
             secure: report.after.secure,
+            left_at_transition: report.left_at_transition,
             note: acks,
             problems,
         });
@@ -175,6 +208,7 @@ impl Demo {
             took_ms: ms(took),
             boot: status.and_then(|s| s.boot),
             secure: status.and_then(|s| s.secure),
+            left_at_transition: None,
             note,
             problems: Vec::new(),
         });
@@ -228,6 +262,7 @@ impl Demo {
             took_ms: ms(start.elapsed()),
             boot: status.and_then(|s| s.boot),
             secure: status.and_then(|s| s.secure),
+            left_at_transition: None,
             note: "firmware fast-booted".into(),
             problems: loaded.err().map(|e| e.to_string()).into_iter().collect(),
         });
@@ -245,6 +280,7 @@ impl Demo {
             took_ms: ms(dump.took),
             boot: status.and_then(|s| s.boot),
             secure: status.and_then(|s| s.secure),
+            left_at_transition: None,
             note: format!(
                 "{} MiB, fnv1a {:#018x}",
                 dump.bytes.len() >> 20,
@@ -275,6 +311,21 @@ impl Demo {
 
         self.op("kexec out of the crash kernel", ControlRequest::Kexec)?;
         self.tpm_works("after crash")?;
+
+        // Beyond Linux: a crash with no shutdown IPC at all leaves the fTPM session and both
+        // buffers in the secure world; the journal lets the next normal boot reclaim them.
+        let hard = self.op(
+            "crash --hard (no shutdown IPC)",
+            ControlRequest::Crash { hard: true },
+        )?;
+        let left = hard
+            .left_at_transition
+            .map_or(0, |s| s.registrations + s.sessions);
+        if let Some(step) = self.report.steps.last_mut() {
+            step.note = format!("{left} left behind (expected)");
+        }
+        self.op("kexec back: journal reclaims", ControlRequest::Kexec)?;
+        self.tpm_works("after hard crash")?;
 
         let before = self.status().and_then(|s| s.secure).map_or(0, |s| s.resets);
         let reboot = self.op("reboot (machine reset)", ControlRequest::Reboot)?;
@@ -331,6 +382,7 @@ impl Demo {
             took_ms: ms(start.elapsed()),
             boot: status.and_then(|s| s.boot),
             secure: status.and_then(|s| s.secure),
+            left_at_transition: None,
             note: format!("{retryable} retryable error(s), then answered"),
             problems,
         });
@@ -367,10 +419,11 @@ pub fn demo(args: &DemoArgs, output: Output) -> Result<bool, CliError> {
     if !output.json {
         say!("teesys demo in {}", dir.display());
         say!(
-            "{:<30} {:>9}  {:<34} {:<44} verdict",
+            "{:<30} {:>9}  {:<34} {:<26} {:<44} verdict",
             "step",
             "took",
             "boot",
+            "left at transition",
             "secure world afterwards"
         );
     }
@@ -414,6 +467,7 @@ pub fn demo(args: &DemoArgs, output: Output) -> Result<bool, CliError> {
                     took_ms: ms(start.elapsed()),
                     boot: report.as_ref().and_then(|r| r.after.boot),
                     secure: report.as_ref().and_then(|r| r.after.secure),
+                    left_at_transition: None,
                     note: "stack stopped".into(),
                     problems,
                 });

@@ -14,6 +14,7 @@ use tee_proto::control::{
     ShutdownSummary,
 };
 use tee_proto::lifecycle::{InitRequest, ServerStatus};
+use tee_proto::secure::SecureStats;
 use tee_proto::{accept_request, Frame, Header, Incoming, WireError, FRAME_MAX};
 use tee_rt::framing::{read_frame, FrameError};
 
@@ -48,6 +49,7 @@ pub(crate) enum ReplyBody {
         op: OpKind,
         outcome: OpOutcome,
         took_ms: u64,
+        left: Option<SecureStats>,
         shutdown: Option<ShutdownSummary>,
     },
 }
@@ -216,6 +218,11 @@ impl Host {
             .filter(|outcome| pending.has_shutdown() && outcome.started_at >= pending.started_at)
             .map(shutdown_summary);
         tracing::info!(op = ?pending.op, ?outcome, "operation finished");
+        let left = if pending.has_shutdown() {
+            self.left_at_transition.take()
+        } else {
+            None
+        };
         self.begin_reply(
             active.conn,
             active.request,
@@ -224,6 +231,7 @@ impl Host {
                 outcome,
                 took_ms: now.saturating_sub(pending.started_at),
                 shutdown,
+                left,
             },
         );
     }
@@ -301,11 +309,13 @@ impl Host {
                     outcome,
                     took_ms,
                     shutdown,
+                    left,
                 } => ControlResponse::Done(OpReport {
                     op,
                     outcome,
                     took_ms,
                     shutdown,
+                    left_at_transition: left,
                     after: status,
                 }),
             };

@@ -49,6 +49,9 @@ pub struct Host {
     pub(super) down: DownState,
     /// Socket inode of the conduit handed to the newest teed.
     pub(super) conduit_inode: Option<u64>,
+    /// What the secure world held at the last transition, once the old world was gone and
+    /// before the next one booted: zero after every orderly one.
+    pub(super) left_at_transition: Option<SecureStats>,
 }
 
 impl Host {
@@ -89,6 +92,7 @@ impl Host {
             next_host_request_id: HOST_REQUEST_IDS,
             down: DownState::default(),
             conduit_inode: None,
+            left_at_transition: None,
         })
     }
 
@@ -189,6 +193,7 @@ impl Host {
         for kind in SERVERS {
             self.stop(kind);
         }
+        self.left_at_transition = self.secure_stats();
         if self.down.requested {
             tracing::info!("normal world down; not booting again");
             self.down.finished = true;
