@@ -58,6 +58,8 @@ pub enum ControlRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// No allocator in this crate: the report lives inside the enum; frames are built once per request.
+#[allow(clippy::large_enum_variant)]
 pub enum ControlResponse {
     Status(StackStatus),
     Done(OpReport),
