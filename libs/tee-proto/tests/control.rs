@@ -203,6 +203,7 @@ fn every_response() -> Vec<ControlResponse> {
             },
             took_ms: i as u64,
             shutdown: (i % 3 != 0).then(|| summary([pick(0), pick(1), pick(2)], false)),
+            left_at_transition: status(StackPhase::Running, i % 2 == 0).secure,
             after: status(StackPhase::Running, false),
         }));
     }
@@ -226,6 +227,7 @@ fn worst_response() -> ControlResponse {
         outcome: OpOutcome::TimedOut,
         took_ms: u64::MAX,
         shutdown: Some(summary([verdict; 3], true)),
+        left_at_transition: status(StackPhase::Running, true).secure,
         after: status(StackPhase::Down(TransitionKind::EnterCrashKernel), true),
     })
 }
