@@ -49,7 +49,7 @@ pub(crate) enum ReplyBody {
         op: OpKind,
         outcome: OpOutcome,
         took_ms: u64,
-        left: Option<SecureStats>,
+        left: Option<Box<SecureStats>>,
         shutdown: Option<ShutdownSummary>,
     },
 }
@@ -219,7 +219,7 @@ impl Host {
             .map(shutdown_summary);
         tracing::info!(op = ?pending.op, ?outcome, "operation finished");
         let left = if pending.has_shutdown() {
-            self.left_at_transition.take()
+            self.left_at_transition.take().map(Box::new)
         } else {
             None
         };
@@ -315,7 +315,7 @@ impl Host {
                     outcome,
                     took_ms,
                     shutdown,
-                    left_at_transition: left,
+                    left_at_transition: left.map(|stats| *stats),
                     after: status,
                 }),
             };
