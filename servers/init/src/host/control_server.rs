@@ -42,7 +42,7 @@ pub(crate) struct ActiveOp {
     request: Header,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum ReplyBody {
     Status,
     Op {
