@@ -71,7 +71,18 @@ fn child_inherits_exactly_its_lifecycle_endpoint() {
         .parse()
         .unwrap();
     assert!(lifecycle > 2);
-    assert_eq!(open_fds(pid), vec![0, 1, 2, lifecycle]);
+    // execve installs the new image (and its environment) a moment before it closes the
+    // close-on-exec descriptors (Rust's exec-error pipe among them): wait for that to finish.
+    let expected = vec![0, 1, 2, lifecycle];
+    let mut fds = open_fds(pid);
+    for _ in 0..400 {
+        if fds == expected {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fds = open_fds(pid);
+    }
+    assert_eq!(fds, expected);
     let target = std::fs::read_link(format!("/proc/{pid}/fd/{lifecycle}")).unwrap();
     assert!(
         target.to_string_lossy().starts_with("socket:"),
