@@ -19,6 +19,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // Real TPM clients in tests: tpm2-tools, and tss-esapi's C libraries.
     "tpm2-tools",
     "libtss2-dev",
+    // swtpm_ioctl speaks the swtpm control channel in tpmd's front-end tests.
+    "swtpm-tools",
 ];
 
 /// Cargo subcommands that `test` relies on, with the rustup component providing each.

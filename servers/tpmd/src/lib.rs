@@ -9,8 +9,12 @@
 #![no_std]
 
 extern crate alloc;
+// The hosted swtpm front-end (`swtpm::hosted`) needs sockets; the core stays no_std.
+#[cfg(feature = "hosted")]
+extern crate std;
 
 pub mod ftpm;
+pub mod swtpm;
 
 pub use crate::ftpm::{shutdown_clear_command, FtpmService};
 pub use tee_client::{engine, ClientConfig, ClientSeedBugs, ConsumerId, Deadlines, Millis};

@@ -13,6 +13,7 @@
 //! the shell never blocks on a peer.
 
 pub mod consumers;
+pub mod front_end;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -25,6 +26,7 @@ use tee_proto::teed::TeedResponse;
 use tee_proto::{accept_request, Frame, Incoming, Interface, LifecycleInterface, FRAME_MAX};
 
 use self::consumers::{ConsumerToken, Consumers, Listener, ListenerKind};
+use self::front_end::{FrontEnd, FrontEndInbound, NoFrontEnd};
 use crate::clock::Clock;
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::event::{Interest, PollSet, Token};
@@ -60,6 +62,8 @@ struct ClientAttachments {
     teed: Endpoint,
     ram: RamFile,
     listeners: Vec<Listener>,
+    /// Listener attachments after the native one, for the front-end.
+    extra: Vec<OwnedFd>,
 }
 
 impl ClientAttachments {
@@ -76,10 +80,7 @@ impl ClientAttachments {
                 got,
             });
         };
-        let extra = fds.count();
-        if extra > 0 {
-            tracing::warn!(extra, "listener attachments without a front-end closed");
-        }
+        let extra: Vec<OwnedFd> = fds.collect();
         let teed = Endpoint::from_fd(teed);
         teed.set_nonblocking(true).map_err(ShellError::Attachment)?;
         let native =
@@ -88,6 +89,7 @@ impl ClientAttachments {
             teed,
             ram: map_ram(ram)?,
             listeners: vec![native],
+            extra,
         })
     }
 }
@@ -98,6 +100,18 @@ pub fn main<S>(config: ClientConfig) -> ExitCode
 where
     S: TaService + Default,
 {
+    main_with::<S, NoFrontEnd>(config, NoFrontEnd::from_attachments)
+}
+
+/// [`main`] with a consumer front-end built from the listener attachments after the native one.
+pub fn main_with<S, F>(
+    config: ClientConfig,
+    front_end: impl FnOnce(Vec<OwnedFd>) -> io::Result<F>,
+) -> ExitCode
+where
+    S: TaService + Default,
+    F: FrontEnd<S::Interface>,
+{
     let lifecycle = match crate::spawn::lifecycle_from_env() {
         Ok(lifecycle) => lifecycle,
         Err(error) => {
@@ -105,7 +119,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match run::<S>(config, lifecycle) {
+    match run_with::<S, F>(config, lifecycle, front_end) {
         Ok(exit) => exit.code(),
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "server failed");
@@ -120,12 +134,33 @@ pub fn run<S>(config: ClientConfig, lifecycle: Endpoint) -> Result<Exit, ShellEr
 where
     S: TaService + Default,
 {
+    run_with::<S, NoFrontEnd>(config, lifecycle, NoFrontEnd::from_attachments)
+}
+
+/// [`run`] with a consumer front-end built from the listener attachments after the native one.
+pub fn run_with<S, F>(
+    config: ClientConfig,
+    lifecycle: Endpoint,
+    front_end: impl FnOnce(Vec<OwnedFd>) -> io::Result<F>,
+) -> Result<Exit, ShellError>
+where
+    S: TaService + Default,
+    F: FrontEnd<S::Interface>,
+{
     let Some((hello, fds)) = await_hello(&lifecycle).map_err(ShellError::Lifecycle)? else {
         tracing::warn!("init closed the lifecycle endpoint before Hello");
         return Ok(Exit::InitGone);
     };
     let attachments = match ClientAttachments::parse(fds) {
-        Ok(attachments) => attachments,
+        Ok(mut attachments) => match front_end(std::mem::take(&mut attachments.extra)) {
+            Ok(front_end) => (attachments, front_end),
+            Err(error) => {
+                let error = ShellError::Attachment(error);
+                tracing::error!(error = %error_chain(&error), "Hello refused");
+                refuse(&lifecycle, hello.header).map_err(ShellError::Lifecycle)?;
+                return Err(error);
+            }
+        },
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "Hello refused");
             refuse(&lifecycle, hello.header).map_err(ShellError::Lifecycle)?;
@@ -141,13 +176,15 @@ where
     };
     let span = crate::logging::incarnation_span(S::KIND, generation);
     let _entered = span.enter();
-    let mut shell = ClientShell::<S> {
+    let (attachments, front_end) = attachments;
+    let mut shell = ClientShell::<S, F> {
         core: Client::new(config),
         ram: attachments.ram,
         clock: Clock::new(),
         lifecycle,
         teed: Some(attachments.teed),
         consumers: Consumers::new(attachments.listeners),
+        front_end,
     };
     let now = shell.clock.now();
     shell.core.handle_init(now, &mut shell.ram, hello);
@@ -161,16 +198,17 @@ where
 }
 
 /// The state of a running client shell.
-struct ClientShell<S: TaService> {
+struct ClientShell<S: TaService, F> {
     core: Client<S>,
     ram: RamFile,
     clock: Clock,
     lifecycle: Endpoint,
     teed: Option<Endpoint>,
     consumers: Consumers,
+    front_end: F,
 }
 
-impl<S: TaService> ClientShell<S> {
+impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
     /// One wait and everything it brought; `Some` when the shell must exit.
     fn turn(&mut self) -> Result<Option<Exit>, ShellError> {
         let timeout = self.clock.until(self.core.poll_timeout());
@@ -181,6 +219,7 @@ impl<S: TaService> ClientShell<S> {
                 set.register(teed.as_fd(), TEED, Interest::READABLE);
             }
             self.consumers.register(&mut set);
+            self.front_end.register(&mut set);
             set.wait(timeout).map_err(ShellError::Poll)?
         };
         for readiness in ready {
@@ -191,6 +230,10 @@ impl<S: TaService> ClientShell<S> {
                     }
                 }
                 TEED => self.on_teed(),
+                token if self.front_end.owns(token) => {
+                    self.front_end.on_ready(&readiness);
+                    self.take_front_end_inbound();
+                }
                 token => match Consumers::classify(token) {
                     Some(ConsumerToken::Listener(index)) => self.consumers.accept(index),
                     Some(ConsumerToken::Connection(id)) => {
@@ -383,6 +426,20 @@ impl<S: TaService> ClientShell<S> {
         }
     }
 
+    /// Passes what the front-end decoded to the core. The effects it causes are left to the
+    /// caller's `carry_out`.
+    fn take_front_end_inbound(&mut self) {
+        let FrontEndInbound { requests, gone } = self.front_end.take_inbound();
+        for (consumer, frame) in requests {
+            let now = self.clock.now();
+            self.core
+                .handle_consumer(now, &mut self.ram, consumer, frame);
+        }
+        for consumer in gone {
+            self.core.consumer_gone(consumer);
+        }
+    }
+
     /// Carries out everything the core asked for.
     fn carry_out(&mut self) {
         while let Some(effect) = self.core.poll() {
@@ -396,6 +453,12 @@ impl<S: TaService> ClientShell<S> {
                     None => tracing::warn!("no teed endpoint; frame to teed dropped"),
                 },
                 Effect::ToInit(frame) => self.send_init(&frame),
+                Effect::ToConsumer { consumer, frame }
+                    if self.front_end.owns_consumer(consumer) =>
+                {
+                    self.front_end.answer(consumer, &frame);
+                    self.take_front_end_inbound();
+                }
                 Effect::ToConsumer { consumer, frame } => self.answer_consumer(consumer, &frame),
             }
         }

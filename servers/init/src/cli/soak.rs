@@ -256,6 +256,18 @@ pub fn soak_chaos(
             OpKind::Down => {}
         }
     }
+    // End in a normal boot, so the last check covers what a final crash left behind too.
+    let in_crash_kernel = control
+        .status()?
+        .boot
+        .is_some_and(|boot| boot.kind == BootKind::CrashKernel);
+    if in_crash_kernel {
+        let report = control.op(ControlRequest::Kexec)?;
+        let label = format!("final ({})", show::op(report.op));
+        progress(output, &label, &report);
+        summary.kexecs += 1;
+        summary.check(&label, &report);
+    }
     summary.took_ms = elapsed_ms(start);
     Ok(summary)
 }

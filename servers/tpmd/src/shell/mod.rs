@@ -1,12 +1,51 @@
 //! tpmd's hosted shell: the shared client shell (`tee_rt::client_shell`) driving the fTPM
 //! service. Consumers speak native `TpmRequest` frames on the first listener init hands over;
-//! the swtpm socket protocol front-end (`tpmd::swtpm`) is meant for the listeners after it.
+//! the swtpm socket protocol (`tpmd::swtpm`) is served on the next two (data, control) when
+//! init passes them, and on loopback TCP when [`SWTPM_TCP_PORT_ENV`] names a port.
 
+use std::io;
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 
+use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::{FtpmService, TpmdConfig};
+
+/// Names the loopback TCP port of the swtpm data channel (control on the next port), for
+/// clients that cannot use a Unix socket (tss-esapi 7's swtpm configuration is host and port
+/// only). Unset: no TCP.
+pub const SWTPM_TCP_PORT_ENV: &str = "TPMD_SWTPM_TCP_PORT";
 
 /// Runs tpmd on the lifecycle endpoint init gave it.
 pub fn run() -> ExitCode {
-    tee_rt::client_shell::main::<FtpmService>(TpmdConfig::default())
+    tee_rt::client_shell::main_with::<FtpmService, _>(TpmdConfig::default(), swtpm_front_end)
+}
+
+/// The swtpm front-end on the listeners after the native one: data, then control.
+fn swtpm_front_end(listeners: Vec<OwnedFd>) -> io::Result<SwtpmFrontEnd> {
+    let mut listeners = listeners.into_iter();
+    let mut front_end = match (listeners.next(), listeners.next()) {
+        (Some(data), Some(control)) => SwtpmFrontEnd::from_unix_fds(data, control)?,
+        (None, _) => SwtpmFrontEnd::new(),
+        (Some(_), None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "swtpm data listener without a control listener",
+            ))
+        }
+    };
+    let unused = listeners.count();
+    if unused > 0 {
+        tracing::warn!(unused, "listener attachments without a front-end closed");
+    }
+    if let Some(port) = std::env::var_os(SWTPM_TCP_PORT_ENV) {
+        // TCP is an extra; tpmd serves without it rather than decline.
+        match port.to_str().and_then(|port| port.parse::<u16>().ok()) {
+            Some(port) => match front_end.bind_tcp_loopback(port) {
+                Ok(port) => tracing::info!(port, "swtpm protocol on loopback TCP"),
+                Err(error) => tracing::error!(%error, port, "swtpm TCP listeners unusable"),
+            },
+            None => tracing::error!(?port, "{SWTPM_TCP_PORT_ENV} is not a port number"),
+        }
+    }
+    Ok(front_end)
 }
