@@ -15,6 +15,29 @@ use super::{ClientProc, Sim, SimFailure};
 /// Request ids the simulator uses for frames it forges.
 const HOSTILE_BASE: u32 = 0xF000_0000;
 
+/// Routes what a client core asks for onto the wires.
+fn drain_client<S: tee_client::engine::TaService>(
+    net: &mut super::net::Net,
+    p: &mut ClientProc<tee_client::engine::Client<S>>,
+    kind: ServerKind,
+    to_consumer: Channel,
+    wrap: impl Fn(u64, Frame<tee_client::engine::ResponseOf<S>>) -> Message,
+) {
+    while let Some(effect) = p.core.poll() {
+        match effect {
+            tee_client::engine::Effect::ToTeed(frame) => {
+                net.push(Channel::ClientToTeed(p.id), Message::TeedRequest(frame))
+            }
+            tee_client::engine::Effect::ToInit(frame) => {
+                net.push(Channel::ToInit(kind), Message::Event(frame))
+            }
+            tee_client::engine::Effect::ToConsumer { consumer, frame } => {
+                net.push(to_consumer, wrap(consumer.0, frame))
+            }
+        }
+    }
+}
+
 fn client_id(kind: ServerKind, generation: u32) -> ClientId {
     match kind {
         ServerKind::Tpmd => 1_000_000 + generation,
@@ -86,7 +109,6 @@ impl Sim {
 
     /// Ends an incarnation: its endpoints close and what was in flight to or from it is lost.
     fn end(&mut self, server: ServerKind) -> bool {
-        let now = self.now;
         match server {
             ServerKind::Teed => {
                 let Some(teed) = self.teed.take() else {
@@ -111,39 +133,42 @@ impl Sim {
                 let Some(p) = self.tpmd.take() else {
                     return false;
                 };
-                self.net.retain(|c| {
-                    !matches!(
-                        c,
-                        Channel::InitTo(ServerKind::Tpmd) | Channel::ToInit(ServerKind::Tpmd)
-                    ) && *c != Channel::ClientToTeed(p.id)
-                        && *c != Channel::TeedToClient(p.id)
-                        && !matches!(c, Channel::ConsumerToTpmd | Channel::TpmdToConsumer)
-                });
-                if let Some(t) = self.teed.as_mut() {
-                    t.client_disconnected(now, p.id);
-                }
+                self.close_client(
+                    ServerKind::Tpmd,
+                    p.id,
+                    [Channel::ConsumerToTpmd, Channel::TpmdToConsumer],
+                );
                 self.tpm_consumer.server_gone();
             }
             ServerKind::Bnxtd => {
                 let Some(p) = self.bnxtd.take() else {
                     return false;
                 };
-                self.net.retain(|c| {
-                    !matches!(
-                        c,
-                        Channel::InitTo(ServerKind::Bnxtd) | Channel::ToInit(ServerKind::Bnxtd)
-                    ) && *c != Channel::ClientToTeed(p.id)
-                        && *c != Channel::TeedToClient(p.id)
-                        && !matches!(c, Channel::NicToBnxtd | Channel::BnxtdToNic)
-                });
-                if let Some(t) = self.teed.as_mut() {
-                    t.client_disconnected(now, p.id);
-                }
+                self.close_client(
+                    ServerKind::Bnxtd,
+                    p.id,
+                    [Channel::NicToBnxtd, Channel::BnxtdToNic],
+                );
                 self.nic.server_gone();
             }
         }
         self.drain_teed();
         true
+    }
+
+    /// A client incarnation's endpoints close: what was in flight to or from it is lost, and
+    /// teed hears that it is gone.
+    fn close_client(&mut self, kind: ServerKind, id: ClientId, consumer: [Channel; 2]) {
+        self.net.retain(|c| {
+            *c != Channel::InitTo(kind)
+                && *c != Channel::ToInit(kind)
+                && *c != Channel::ClientToTeed(id)
+                && *c != Channel::TeedToClient(id)
+                && !consumer.contains(c)
+        });
+        if let Some(t) = self.teed.as_mut() {
+            t.client_disconnected(self.now, id);
+        }
     }
 
     fn stop(&mut self, server: ServerKind) {
@@ -214,36 +239,22 @@ impl Sim {
 
     pub(crate) fn drain_clients(&mut self) -> Result<(), SimFailure> {
         if let Some(p) = self.tpmd.as_mut() {
-            while let Some(effect) = p.core.poll() {
-                match effect {
-                    tee_client::engine::Effect::ToTeed(frame) => self
-                        .net
-                        .push(Channel::ClientToTeed(p.id), Message::TeedRequest(frame)),
-                    tee_client::engine::Effect::ToInit(frame) => self
-                        .net
-                        .push(Channel::ToInit(ServerKind::Tpmd), Message::Event(frame)),
-                    tee_client::engine::Effect::ToConsumer { consumer, frame } => self.net.push(
-                        Channel::TpmdToConsumer,
-                        Message::TpmResponse(consumer.0, frame),
-                    ),
-                }
-            }
+            drain_client(
+                &mut self.net,
+                p,
+                ServerKind::Tpmd,
+                Channel::TpmdToConsumer,
+                Message::TpmResponse,
+            );
         }
         if let Some(p) = self.bnxtd.as_mut() {
-            while let Some(effect) = p.core.poll() {
-                match effect {
-                    tee_client::engine::Effect::ToTeed(frame) => self
-                        .net
-                        .push(Channel::ClientToTeed(p.id), Message::TeedRequest(frame)),
-                    tee_client::engine::Effect::ToInit(frame) => self
-                        .net
-                        .push(Channel::ToInit(ServerKind::Bnxtd), Message::Event(frame)),
-                    tee_client::engine::Effect::ToConsumer { consumer, frame } => self.net.push(
-                        Channel::BnxtdToNic,
-                        Message::BnxtResponse(consumer.0, frame),
-                    ),
-                }
-            }
+            drain_client(
+                &mut self.net,
+                p,
+                ServerKind::Bnxtd,
+                Channel::BnxtdToNic,
+                Message::BnxtResponse,
+            );
         }
         Ok(())
     }
