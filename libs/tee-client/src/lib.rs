@@ -8,6 +8,8 @@ extern crate alloc;
 
 pub mod config;
 pub mod engine;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::config::{ClientConfig, ClientSeedBugs, Deadlines, Millis};
 pub use crate::engine::ConsumerId;

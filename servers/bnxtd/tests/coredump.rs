@@ -77,7 +77,7 @@ fn reading_the_whole_dump_takes_two_window_fetches() {
         offset += 4096;
     }
     assert_eq!(
-        h.teed.copies,
+        h.teed.ta.copies,
         vec![
             (0, u64::from(4 * MIB)),
             (u64::from(4 * MIB), u64::from(4 * MIB))
@@ -92,7 +92,7 @@ fn a_chunk_outside_the_window_refills_it() {
     assert_eq!(chunk(&mut h, 5 * MIB, 300), dump_slice(5 * MIB, 300));
     // Back into the first half: the buffer now holds the second, so it is fetched again.
     assert_eq!(chunk(&mut h, 4096, 10), dump_slice(4096, 10));
-    let starts: Vec<u64> = h.teed.copies.iter().map(|c| c.0).collect();
+    let starts: Vec<u64> = h.teed.ta.copies.iter().map(|c| c.0).collect();
     assert_eq!(starts, vec![0, u64::from(4 * MIB), 0]);
 }
 
@@ -101,13 +101,16 @@ fn a_chunk_across_the_halfway_mark_is_served_whole() {
     let mut h = Harness::serving();
     let offset = 4 * MIB - 100;
     assert_eq!(chunk(&mut h, offset, 4096), dump_slice(offset, 4096));
-    assert_eq!(h.teed.copies, vec![(u64::from(offset), u64::from(4 * MIB))]);
+    assert_eq!(
+        h.teed.ta.copies,
+        vec![(u64::from(offset), u64::from(4 * MIB))]
+    );
     // The next sequential chunk comes from the same window.
     assert_eq!(
         chunk(&mut h, offset + 4096, 4096),
         dump_slice(offset + 4096, 4096)
     );
-    assert_eq!(h.teed.copies.len(), 1);
+    assert_eq!(h.teed.ta.copies.len(), 1);
 }
 
 #[test]
@@ -143,7 +146,7 @@ fn bad_sizes_and_offsets_are_refused_without_a_tee_call() {
 fn a_failed_copy_reports_the_tee_code_and_leaves_no_window_behind() {
     let mut h = Harness::serving();
     chunk(&mut h, 4096, 16);
-    h.teed.copy_ret = teec::ERROR_BAD_PARAMETERS;
+    h.teed.ta.copy_ret = teec::ERROR_BAD_PARAMETERS;
     assert_eq!(
         copy(&mut h, 5 * MIB, 16),
         BnxtResponse::Error(BnxtError::Tee {
@@ -151,10 +154,10 @@ fn a_failed_copy_reports_the_tee_code_and_leaves_no_window_behind() {
             origin: teec::origin::TRUSTED_APP
         })
     );
-    h.teed.copy_ret = teec::SUCCESS;
+    h.teed.ta.copy_ret = teec::SUCCESS;
     // The failed copy may have overwritten the buffer: the first half is fetched again.
     assert_eq!(chunk(&mut h, 8192, 16), dump_slice(8192, 16));
-    assert_eq!(h.teed.copies.len(), 2);
+    assert_eq!(h.teed.ta.copies.len(), 2);
 }
 
 #[test]
@@ -162,12 +165,16 @@ fn a_load_or_a_read_from_the_start_drops_the_cached_window() {
     let mut h = Harness::serving();
     chunk(&mut h, 4096, 16);
     chunk(&mut h, 8192, 16);
-    assert_eq!(h.teed.copies.len(), 1);
+    assert_eq!(h.teed.ta.copies.len(), 1);
     assert_eq!(h.call(BnxtRequest::Load), BnxtResponse::Loaded);
     chunk(&mut h, 8192, 16);
-    assert_eq!(h.teed.copies.len(), 2, "a reloaded NIC may have a new dump");
+    assert_eq!(
+        h.teed.ta.copies.len(),
+        2,
+        "a reloaded NIC may have a new dump"
+    );
     chunk(&mut h, 0, 16);
-    assert_eq!(h.teed.copies.len(), 3, "a new dump read starts fresh");
+    assert_eq!(h.teed.ta.copies.len(), 3, "a new dump read starts fresh");
 }
 
 #[test]
@@ -189,7 +196,7 @@ fn after_a_teed_restart_cached_chunks_never_come_from_the_reclaimed_buffer() {
     let new_pa = h.teed.shms.values().next().unwrap().0;
     assert_ne!(new_pa, old_pa);
     assert_eq!(h.core.teed_generation(), TEED_GENERATION + 1);
-    assert_eq!(h.teed.copies.len(), 2);
+    assert_eq!(h.teed.ta.copies.len(), 2);
 }
 
 #[test]

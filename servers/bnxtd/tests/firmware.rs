@@ -3,12 +3,25 @@
 
 mod common;
 
-use bnxtd::{BnxtdConfig, ClientSeedBugs};
+use bnxtd::BnxtdConfig;
 use common::{ready, Harness, TeedMode, BNXTD_GENERATION};
 use optee_abi::{teec, uuid};
+use tee_client::testing::no_shutdown_hook_config;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse};
-use tee_proto::lifecycle::{BootKind, ServerEvent, ServerKind, ShutdownReason, ShutdownReport};
+use tee_proto::lifecycle::{BootKind, ServerKind, ShutdownReason, ShutdownReport};
 use tee_proto::teed::{Login, Param, TeedRequest};
+
+/// One request of each kind a NIC driver sends.
+fn every_kind_of_request() -> [BnxtRequest; 3] {
+    [
+        BnxtRequest::Load,
+        BnxtRequest::CoredumpLen,
+        BnxtRequest::CopyCoredump {
+            offset: 0,
+            size: 16,
+        },
+    ]
+}
 
 #[test]
 fn start_opens_the_bnxt_session_then_registers_4_mib_then_reports_ready() {
@@ -38,14 +51,7 @@ fn crash_boot_never_contacts_teed_and_answers_tee_unavailable() {
     let mut h = Harness::new(BnxtdConfig::default());
     h.hello(BootKind::CrashKernel, true);
     assert_eq!(h.to_init[0].body, ready());
-    for request in [
-        BnxtRequest::Load,
-        BnxtRequest::CoredumpLen,
-        BnxtRequest::CopyCoredump {
-            offset: 0,
-            size: 16,
-        },
-    ] {
+    for request in every_kind_of_request() {
         assert_eq!(
             h.call(request),
             BnxtResponse::Error(BnxtError::TeeUnavailable)
@@ -59,7 +65,7 @@ fn load_fastboots_with_four_none_params() {
     let mut h = Harness::serving();
     let sent = h.teed.log.len();
     assert_eq!(h.call(BnxtRequest::Load), BnxtResponse::Loaded);
-    assert_eq!(h.teed.fastboots, 1);
+    assert_eq!(h.teed.ta.fastboots, 1);
     let TeedRequest::Invoke { func, params, .. } = &h.teed.requests()[sent] else {
         panic!("not an invoke");
     };
@@ -70,12 +76,12 @@ fn load_fastboots_with_four_none_params() {
 #[test]
 fn item_not_found_from_fastboot_is_a_corrupt_image_and_other_codes_pass_through() {
     let mut h = Harness::serving();
-    h.teed.fastboot_ret = teec::ERROR_ITEM_NOT_FOUND;
+    h.teed.ta.fastboot_ret = teec::ERROR_ITEM_NOT_FOUND;
     assert_eq!(
         h.call(BnxtRequest::Load),
         BnxtResponse::Error(BnxtError::CorruptImage)
     );
-    h.teed.fastboot_ret = teec::ERROR_BAD_STATE;
+    h.teed.ta.fastboot_ret = teec::ERROR_BAD_STATE;
     assert_eq!(
         h.call(BnxtRequest::Load),
         BnxtResponse::Error(BnxtError::Tee {
@@ -107,23 +113,16 @@ fn shutdown_frees_the_buffer_then_closes_the_session_then_acks_and_then_no_devic
         assert_eq!(h.answer_held().body, TeedRequest::CloseSession { session });
         assert!(h.held.is_empty());
         assert_eq!(
-            h.to_init.last().unwrap().body,
-            ServerEvent::ShutdownAck(ShutdownReport {
+            h.shutdown_ack(),
+            ShutdownReport {
                 unregistered: 1,
                 sessions_closed: 1,
                 cache_buffers_freed: 0,
                 errors: 0
-            })
+            }
         );
         let sent = h.teed.log.len();
-        for request in [
-            BnxtRequest::Load,
-            BnxtRequest::CoredumpLen,
-            BnxtRequest::CopyCoredump {
-                offset: 0,
-                size: 16,
-            },
-        ] {
+        for request in every_kind_of_request() {
             assert_eq!(h.call(request), BnxtResponse::Error(BnxtError::NoDevice));
         }
         assert_eq!(h.teed.log.len(), sent);
@@ -134,25 +133,19 @@ fn shutdown_frees_the_buffer_then_closes_the_session_then_acks_and_then_no_devic
 /// session outlive the normal world.
 #[test]
 fn seed_914ab19e471d_without_a_shutdown_hook_nothing_is_released() {
-    let config = BnxtdConfig {
-        seed_bugs: ClientSeedBugs {
-            no_shutdown_hook: true,
-        },
-        ..BnxtdConfig::default()
-    };
-    let mut h = Harness::new(config);
+    let mut h = Harness::new(no_shutdown_hook_config());
     h.hello(BootKind::Cold, false);
     let sent = h.teed.log.len();
     h.shutdown(ShutdownReason::Kexec);
     assert_eq!(h.teed.log.len(), sent);
     assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(ShutdownReport {
+        h.shutdown_ack(),
+        ShutdownReport {
             unregistered: 0,
             sessions_closed: 0,
             cache_buffers_freed: 0,
             errors: 0
-        })
+        }
     );
     assert_eq!(h.teed.shms.values().next().unwrap().1, 4 << 20);
 }

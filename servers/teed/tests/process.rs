@@ -5,44 +5,29 @@
 //! --bins` first (`cargo xtask test` does).
 #![allow(clippy::unwrap_used)]
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use optee_abi::mem::PhysMem;
 use optee_abi::uuid;
 use secure_world::ta::bnxt::{coredump_chunk, COPY_COREDUMP};
-use tee_proto::lifecycle::{
-    BootInfo, BootKind, InitRequest, ServerEvent, ServerKind, ServerState, ShutdownReason,
-};
+use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind, ServerState, ShutdownReason};
 use tee_proto::teed::{Login, Param, TeedRequest, TeedResponse};
 use tee_proto::{Frame, Header, WireError};
 use tee_rt::endpoint::Endpoint;
-use tee_rt::harness::{open_descriptors, recv_frame_within, SecureWorldProcess, ServerProcess};
+use tee_rt::harness::{
+    descriptor_census, recv_frame_within, SecureWorldProcess, ServerProcess, COLD_BOOT,
+};
 use tee_rt::server::EXIT_INIT_GONE;
 
 const RAM_SIZE: u64 = 64 << 20;
 const WAIT: Duration = Duration::from_secs(15);
 const TEED_GENERATION: u32 = 1;
 const BNXTD_GENERATION: u32 = 1;
-const INIT_GENERATION: u32 = 0;
-
-fn teed_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_teed"))
-}
 
 fn hello(world: &SecureWorldProcess) -> InitRequest {
-    InitRequest::Hello {
-        generation: TEED_GENERATION,
-        teed_generation: TEED_GENERATION,
-        boot: BootInfo {
-            boot_id: 1,
-            kind: BootKind::Cold,
-            crash_flag: false,
-        },
-        ram: world.frame_window(),
-        journal: world.journal_window(),
-    }
+    world.teed_hello(TEED_GENERATION, COLD_BOOT)
 }
 
 /// init's side of one teed: sends lifecycle requests and waits for their answers.
@@ -52,24 +37,33 @@ struct Init<'a> {
 }
 
 impl Init<'_> {
-    fn request(&mut self, body: InitRequest, fds: &[std::os::fd::BorrowedFd<'_>]) -> ServerEvent {
-        let id = self.send(body, fds);
-        let (frame, attachments) =
-            recv_frame_within::<ServerEvent>(self.teed.lifecycle().unwrap(), WAIT).unwrap();
+    fn new(teed: &ServerProcess) -> Init<'_> {
+        Init { teed, next_id: 0 }
+    }
+
+    fn request(&mut self, body: InitRequest, fds: &[BorrowedFd<'_>]) -> ServerEvent {
+        self.next_id += 1;
+        let (frame, attachments) = self
+            .teed
+            .exchange(TEED_GENERATION, self.next_id, body, fds, WAIT)
+            .unwrap();
         assert!(attachments.is_empty());
-        assert_eq!(frame.header.request_id, id);
         frame.body
     }
 
-    fn send(&mut self, body: InitRequest, fds: &[std::os::fd::BorrowedFd<'_>]) -> u32 {
+    fn send(&mut self, body: InitRequest, fds: &[BorrowedFd<'_>]) {
         self.next_id += 1;
-        let header = Header::new(INIT_GENERATION, TEED_GENERATION, self.next_id);
         self.teed
-            .lifecycle()
-            .unwrap()
-            .send_frame(&Frame { header, body }, fds)
+            .send_to(TEED_GENERATION, self.next_id, body, fds)
             .unwrap();
-        self.next_id
+    }
+
+    /// teed's `Hello` with the world's conduit and RAM.
+    fn hello_with_world(&mut self, world: &SecureWorldProcess) -> ServerEvent {
+        let conduit = world.connect_conduit().unwrap();
+        let ram = world.open_ram().unwrap();
+        // init keeps no copy of the capabilities it handed over: both drop on return.
+        self.request(hello(world), &[conduit.as_fd(), ram.as_fd()])
     }
 }
 
@@ -93,30 +87,29 @@ impl FakeClient {
     }
 }
 
-fn start_teed() -> ServerProcess {
-    ServerProcess::spawn(teed_binary(), &[("RUST_LOG", "info")]).unwrap()
+/// A secure world named after `tag` and a teed process that has not had its `Hello` yet.
+fn start(tag: &str) -> (SecureWorldProcess, ServerProcess) {
+    let world = SecureWorldProcess::start(tag, RAM_SIZE).unwrap();
+    let teed = ServerProcess::spawn(teed_binary(), &[("RUST_LOG", "info")]).unwrap();
+    (world, teed)
+}
+
+fn teed_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_teed"))
 }
 
 #[test]
 fn teed_serves_a_bnxt_client_end_to_end_and_shuts_down_clean() {
-    let world = SecureWorldProcess::start("teed-e2e", RAM_SIZE).unwrap();
-    let mut teed = start_teed();
-    let mut init = Init {
-        teed: &teed,
-        next_id: 0,
-    };
+    let (world, mut teed) = start("teed-e2e");
+    let mut init = Init::new(&teed);
 
-    let conduit = world.connect_conduit().unwrap();
-    let ram = world.open_ram().unwrap();
-    let ready = init.request(hello(&world), &[conduit.as_fd(), ram.as_fd()]);
+    let ready = init.hello_with_world(&world);
     assert_eq!(
         ready,
         ServerEvent::Ready {
             generation: TEED_GENERATION
         }
     );
-    // init keeps no copy of the capabilities it handed over.
-    drop((conduit, ram));
 
     let (teed_side, client_side) = Endpoint::pair().unwrap();
     init.send(
@@ -184,13 +177,9 @@ fn teed_serves_a_bnxt_client_end_to_end_and_shuts_down_clean() {
 
     // Capabilities: teed holds the lifecycle endpoint, the conduit and the client endpoint, and
     // no file (the RAM descriptor was closed once mapped).
-    let fds = open_descriptors(teed.pid()).unwrap();
-    let sockets = fds.iter().filter(|(_, t)| t.starts_with("socket:")).count();
-    assert_eq!(sockets, 3, "teed holds {fds:?}");
-    assert!(
-        fds.iter().all(|(n, t)| *n <= 2 || t.starts_with("socket:")),
-        "teed holds {fds:?}"
-    );
+    let census = descriptor_census(teed.pid()).unwrap();
+    assert_eq!(census.sockets, 3, "teed holds {census:?}");
+    assert!(census.others.is_empty(), "teed holds {census:?}");
 
     // Malformed and stale frames get typed answers; teed carries on.
     client.endpoint.send(&[1, 0, 0, 0, 0xEE], &[]).unwrap();
@@ -233,39 +222,28 @@ fn teed_serves_a_bnxt_client_end_to_end_and_shuts_down_clean() {
     assert_eq!(report.sessions_closed, 1, "{report:?}");
 
     teed.close_lifecycle();
-    let status = teed.child.wait_exit(WAIT).unwrap().expect("teed exits");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(teed.exit_code_within(WAIT).unwrap(), Some(0));
 }
 
 #[test]
 fn teed_refuses_a_hello_without_its_capabilities() {
-    let world = SecureWorldProcess::start("teed-nocaps", RAM_SIZE).unwrap();
-    let mut teed = start_teed();
-    let mut init = Init {
-        teed: &teed,
-        next_id: 0,
-    };
+    let (world, mut teed) = start("teed-nocaps");
+    let mut init = Init::new(&teed);
     let ram = world.open_ram().unwrap();
     // Only the RAM: no conduit.
     let answer = init.request(hello(&world), &[ram.as_fd()]);
     assert_eq!(answer, ServerEvent::Error(WireError::BadRequest));
-    let status = teed.child.wait_exit(WAIT).unwrap().expect("teed exits");
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(teed.exit_code_within(WAIT).unwrap(), Some(1));
 }
 
 #[test]
 fn teed_exits_when_init_goes_away() {
-    let world = SecureWorldProcess::start("teed-orphan", RAM_SIZE).unwrap();
-    let mut teed = start_teed();
-    let mut init = Init {
-        teed: &teed,
-        next_id: 0,
-    };
-    let conduit = world.connect_conduit().unwrap();
-    let ram = world.open_ram().unwrap();
-    let ready = init.request(hello(&world), &[conduit.as_fd(), ram.as_fd()]);
+    let (world, mut teed) = start("teed-orphan");
+    let ready = Init::new(&teed).hello_with_world(&world);
     assert!(matches!(ready, ServerEvent::Ready { .. }), "{ready:?}");
     teed.close_lifecycle();
-    let status = teed.child.wait_exit(WAIT).unwrap().expect("teed exits");
-    assert_eq!(status.code(), Some(i32::from(EXIT_INIT_GONE)));
+    assert_eq!(
+        teed.exit_code_within(WAIT).unwrap(),
+        Some(i32::from(EXIT_INIT_GONE))
+    );
 }

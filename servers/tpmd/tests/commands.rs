@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{expected_response, tpm_command, Harness, TeedMode, TPMD_GENERATION};
+use common::{expected_response, tpm_command, Harness, TeedMode, TpmCommands, TPMD_GENERATION};
 use optee_abi::teec;
 use tee_proto::teed::{Param, TeedRequest};
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse};
@@ -56,7 +56,7 @@ fn a_command_goes_in_at_offset_0_and_its_response_comes_from_offset_4096() {
         ]
     );
     assert_eq!(h.ram.slice(pa, command.len()), command.as_slice());
-    assert_eq!(h.teed.commands, vec![command.clone()]);
+    assert_eq!(h.teed.ta.commands, vec![command.clone()]);
     assert_eq!(response_bytes(h.response(id)), expected_response(&command));
 
     let reply = &h.to_consumers[0];
@@ -71,7 +71,7 @@ fn the_response_is_cut_at_its_declared_size() {
     let raw = vec![
         0x80, 0x01, 0, 0, 0, 12, 0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
     ];
-    h.teed.raw_response = Some(raw.clone());
+    h.teed.ta.raw_response = Some(raw.clone());
     let id = h.command(1, &tpm_command(GET_RANDOM, &[0, 2]));
     assert_eq!(response_bytes(h.response(id)), raw[..12].to_vec());
 }
@@ -166,7 +166,7 @@ fn a_response_declaring_an_impossible_size_is_a_bad_response() {
         let mut h = Harness::serving();
         let mut raw = vec![0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
         raw[2..6].copy_from_slice(&declared.to_be_bytes());
-        h.teed.raw_response = Some(raw);
+        h.teed.ta.raw_response = Some(raw);
         let id = h.command(1, &tpm_command(GET_RANDOM, &[0, 8]));
         assert_eq!(
             h.response(id),
@@ -179,7 +179,7 @@ fn a_response_declaring_an_impossible_size_is_a_bad_response() {
 #[test]
 fn a_tee_failure_is_reported_with_its_code_and_origin() {
     let mut h = Harness::serving();
-    h.teed.invoke_result = Some((teec::ERROR_TARGET_DEAD, teec::origin::TEE));
+    h.teed.ta.invoke_result = Some((teec::ERROR_TARGET_DEAD, teec::origin::TEE));
     let id = h.command(1, &tpm_command(GET_RANDOM, &[0, 8]));
     assert_eq!(
         h.response(id),
@@ -206,7 +206,7 @@ fn commands_from_three_consumers_run_one_at_a_time_in_arrival_order() {
     for (turn, command) in commands.iter().enumerate() {
         assert_eq!(h.held.len(), 1, "turn {turn}: exactly one call in flight");
         h.answer_held();
-        assert_eq!(h.teed.commands.last().unwrap(), command);
+        assert_eq!(h.teed.ta.commands.last().unwrap(), command);
         assert_eq!(h.to_consumers.len(), turn + 1);
     }
     for (i, id) in ids.iter().enumerate() {
@@ -229,7 +229,7 @@ fn a_consumer_that_left_gets_nothing_and_its_queued_commands_are_dropped() {
     h.answer_held(); // consumer 1's first command still runs to completion
     h.answer_held(); // then consumer 2's; consumer 1's second never ran
     assert!(h.held.is_empty());
-    assert_eq!(h.teed.commands.len(), 2);
+    assert_eq!(h.teed.ta.commands.len(), 2);
     assert_eq!(h.to_consumers.len(), 1);
     assert_eq!(h.to_consumers[0].0, ConsumerId(2));
     assert_eq!(

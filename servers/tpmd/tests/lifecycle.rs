@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{ready, tpm_command, Harness, TeedMode, TEED_GENERATION, TPMD_GENERATION};
+use common::{
+    ready, tpm_command, Harness, TeedMode, TpmCommands, TEED_GENERATION, TPMD_GENERATION,
+};
 use optee_abi::uuid;
 use tee_proto::lifecycle::{
     BootKind, DeclineReason, InitRequest, ServerEvent, ServerKind, ServerState,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{expected_response, tpm_command, Harness, TeedMode, TEED_GENERATION};
+use common::{expected_response, tpm_command, Harness, TeedMode, TpmCommands, TEED_GENERATION};
 use tee_proto::lifecycle::{ServerEvent, ServerState, ShutdownReason};
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::tpm::{TpmError, TpmResponse};
@@ -24,7 +24,7 @@ fn after_a_teed_restart_the_session_and_buffer_are_reopened_and_queued_work_proc
     let first = h.answer_held();
     assert_eq!(first.header.to_generation, TEED_GENERATION);
     assert_eq!(h.response(lost), &TpmResponse::Error(TpmError::Retryable));
-    assert!(h.teed.commands.is_empty(), "the lost command never ran");
+    assert!(h.teed.ta.commands.is_empty(), "the lost command never ran");
 
     let open = h.answer_held();
     assert!(matches!(open.body, TeedRequest::OpenSession { .. }));
@@ -54,7 +54,7 @@ fn a_restart_learned_from_an_idle_request_still_reopens_before_the_next_command(
     // Auto mode: recovery already happened; the resend succeeds.
     let second = h.command(1, &command);
     assert!(matches!(h.response(second), TpmResponse::Response { .. }));
-    assert_eq!(h.teed.commands, vec![command]);
+    assert_eq!(h.teed.ta.commands, vec![command]);
 }
 
 #[test]

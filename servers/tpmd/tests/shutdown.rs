@@ -4,19 +4,25 @@
 
 mod common;
 
-use common::{expected_response, tpm_command, Harness, TeedMode};
-use tee_proto::lifecycle::{ServerEvent, ServerState, ShutdownReason, ShutdownReport};
+use common::{expected_response, tpm_command, Harness, TeedMode, TpmCommands};
+use tee_client::testing::no_shutdown_hook_config;
+use tee_proto::lifecycle::{BootKind, ServerEvent, ServerState, ShutdownReason, ShutdownReport};
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::tpm::{TpmError, TpmResponse};
 use tee_proto::WireError;
-use tpmd::{shutdown_clear_command, ClientSeedBugs, TpmdConfig};
+use tpmd::{shutdown_clear_command, TpmdConfig};
 
-const FULL_RELEASE: ShutdownReport = ShutdownReport {
-    unregistered: 1,
-    sessions_closed: 1,
-    cache_buffers_freed: 0,
-    errors: 0,
-};
+const FULL_RELEASE: ShutdownReport = client_report(1, 1, 0);
+
+/// A client's shutdown report (clients hold no cache buffers).
+const fn client_report(unregistered: u32, sessions_closed: u32, errors: u32) -> ShutdownReport {
+    ShutdownReport {
+        unregistered,
+        sessions_closed,
+        cache_buffers_freed: 0,
+        errors,
+    }
+}
 
 #[test]
 fn tpm2_shutdown_has_the_spec_bytes() {
@@ -36,7 +42,7 @@ fn dfb703ad2a8d_kexec_sends_tpm2_shutdown_then_frees_then_closes_then_acks() {
 
         h.answer_held();
         assert_eq!(
-            h.teed.commands.last().unwrap(),
+            h.teed.ta.commands.last().unwrap(),
             &shutdown_clear_command().to_vec(),
             "{reason:?}: TPM2_Shutdown(SU_CLEAR) goes first"
         );
@@ -50,10 +56,7 @@ fn dfb703ad2a8d_kexec_sends_tpm2_shutdown_then_frees_then_closes_then_acks() {
 
         assert_eq!(h.teed_requests_since(sent).len(), 3);
         assert!(h.teed.shms.is_empty() && h.teed.sessions.is_empty());
-        assert_eq!(
-            h.to_init.last().unwrap().body,
-            ServerEvent::ShutdownAck(FULL_RELEASE)
-        );
+        assert_eq!(h.shutdown_ack(), FULL_RELEASE);
         assert_eq!(h.core.status().state, ServerState::Stopped);
         assert_eq!(h.core.poll_timeout(), None);
     }
@@ -68,10 +71,7 @@ fn a_crash_shutdown_releases_without_tpm2_shutdown() {
     assert!(matches!(requests[0], TeedRequest::ShmFree { .. }));
     assert!(matches!(requests[1], TeedRequest::CloseSession { .. }));
     assert_eq!(requests.len(), 2);
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(FULL_RELEASE)
-    );
+    assert_eq!(h.shutdown_ack(), FULL_RELEASE);
 }
 
 #[test]
@@ -112,10 +112,7 @@ fn the_command_in_flight_finishes_before_the_release_and_queued_ones_are_refused
     while !h.held.is_empty() {
         h.answer_held();
     }
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(FULL_RELEASE)
-    );
+    assert_eq!(h.shutdown_ack(), FULL_RELEASE);
 }
 
 #[test]
@@ -125,9 +122,7 @@ fn a_silent_teed_cannot_hold_the_ack_past_the_shutdown_deadline() {
     let start = h.now;
     h.shutdown(ShutdownReason::Kexec);
     h.run_timers(60_000);
-    let ServerEvent::ShutdownAck(report) = h.to_init.last().unwrap().body else {
-        panic!("no ack");
-    };
+    let report = h.shutdown_ack();
     assert_eq!(report.unregistered, 0);
     assert_eq!(
         report.errors, 2,
@@ -144,41 +139,19 @@ fn failed_releases_are_counted_as_errors() {
     h.shutdown(ShutdownReason::Crash);
     h.answer_held_with(TeedResponse::Error(WireError::Busy));
     h.answer_held();
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(ShutdownReport {
-            unregistered: 0,
-            sessions_closed: 1,
-            cache_buffers_freed: 0,
-            errors: 1
-        })
-    );
+    assert_eq!(h.shutdown_ack(), client_report(0, 1, 1));
 }
 
 /// The client as it was before it had a shutdown hook (for the fTPM: before 1760eb689ed6,
 /// outside the series; the bnxtd test of the same switch mirrors 914ab19e471d).
 #[test]
 fn no_shutdown_hook_acks_at_once_and_frees_nothing() {
-    let config = TpmdConfig {
-        seed_bugs: ClientSeedBugs {
-            no_shutdown_hook: true,
-        },
-        ..TpmdConfig::default()
-    };
-    let mut h = Harness::new(config);
-    h.hello(tee_proto::lifecycle::BootKind::Cold, false);
+    let mut h = Harness::new(no_shutdown_hook_config());
+    h.hello(BootKind::Cold, false);
     let sent = h.teed.log.len();
     h.shutdown(ShutdownReason::Kexec);
     assert_eq!(h.teed.log.len(), sent, "nothing sent to teed");
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(ShutdownReport {
-            unregistered: 0,
-            sessions_closed: 0,
-            cache_buffers_freed: 0,
-            errors: 0
-        })
-    );
+    assert_eq!(h.shutdown_ack(), client_report(0, 0, 0));
     assert_eq!(
         h.teed.shms.len(),
         1,
@@ -191,43 +164,24 @@ fn no_shutdown_hook_acks_at_once_and_frees_nothing() {
 fn shutdown_before_hello_or_in_a_crash_boot_acks_at_once() {
     let mut h = Harness::new(TpmdConfig::default());
     h.shutdown(ShutdownReason::Kexec);
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(ShutdownReport {
-            unregistered: 0,
-            sessions_closed: 0,
-            cache_buffers_freed: 0,
-            errors: 0
-        })
-    );
+    assert_eq!(h.shutdown_ack(), client_report(0, 0, 0));
 
     let mut h = Harness::new(TpmdConfig::default());
-    h.hello(tee_proto::lifecycle::BootKind::CrashKernel, true);
+    h.hello(BootKind::CrashKernel, true);
     h.shutdown(ShutdownReason::Kexec);
     assert!(h.teed.log.is_empty());
-    assert!(matches!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(_)
-    ));
+    assert!(matches!(h.last_to_init(), ServerEvent::ShutdownAck(_)));
 }
 
 #[test]
 fn a_shutdown_during_start_releases_what_the_start_got() {
     let mut h = Harness::new(TpmdConfig::default());
     h.teed.mode = TeedMode::Hold;
-    h.hello(tee_proto::lifecycle::BootKind::Cold, false);
+    h.hello(BootKind::Cold, false);
     h.shutdown(ShutdownReason::Kexec);
     h.answer_held(); // the open completes after the Shutdown
     assert!(matches!(h.held[0].body, TeedRequest::CloseSession { .. }));
     h.answer_held();
     assert!(h.teed.sessions.is_empty());
-    assert_eq!(
-        h.to_init.last().unwrap().body,
-        ServerEvent::ShutdownAck(ShutdownReport {
-            unregistered: 0,
-            sessions_closed: 1,
-            cache_buffers_freed: 0,
-            errors: 0
-        })
-    );
+    assert_eq!(h.shutdown_ack(), client_report(0, 1, 0));
 }

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tee_proto::tpm::TpmError;
@@ -19,6 +19,7 @@ use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::ConsumerId;
 
 mod swtpm_support;
+use swtpm_support::tools::{ensure_tool, stdout, tcp_tcti, tpm2_tool, unix_tcti};
 use swtpm_support::{
     serve, Backend, FailingTpmd, Scratch, ScriptedTpm, Served, CC_GET_RANDOM, CC_STARTUP,
 };
@@ -67,42 +68,16 @@ impl TestServer {
     }
 
     fn tcti(&self) -> String {
-        format!("swtpm:path={}", self.data_path.display())
+        unix_tcti(&self.data_path)
     }
 
     fn tcp_tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.tcp_port)
+        tcp_tcti(self.tcp_port)
     }
 
     fn codes(&self) -> Vec<u32> {
         self.codes.lock().unwrap().clone()
     }
-}
-
-/// Installs the Debian packages that provide `tool` when it is missing.
-fn ensure_tool(tool: &str, packages: &[&str]) {
-    static APT_UPDATE: Once = Once::new();
-    let present = |tool: &str| {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false)
-    };
-    if present(tool) {
-        return;
-    }
-    APT_UPDATE.call_once(|| {
-        let _ = Command::new("apt-get").arg("update").status();
-    });
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .unwrap();
-    assert!(
-        status.success() && present(tool),
-        "could not install {tool}"
-    );
 }
 
 fn swtpm_ioctl(control_path: &Path, args: &[&str]) -> Output {
@@ -113,20 +88,6 @@ fn swtpm_ioctl(control_path: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn tpm2_tool(tcti: &str, tool: &str, args: &[&str]) -> Output {
-    ensure_tool(tool, &["tpm2-tools"]);
-    Command::new(tool)
-        .args(args)
-        .env("TPM2TOOLS_TCTI", tcti)
-        .env("TSS2_LOG", "all+none")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]

@@ -8,15 +8,10 @@
 
 mod swtpm_support;
 
-use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::str::FromStr;
-use std::sync::Once;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use libtpms::command;
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse};
@@ -24,6 +19,11 @@ use tee_proto::Frame;
 use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::ConsumerId;
 
+use swtpm_support::tools::{
+    create_primary_and_flush, esapi_context, esapi_extend_pcr16_with_ones, esapi_read_pcr16,
+    extend_pcr16_with_ones, nv_round_trip, parallel_get_random, stdout, tcp_tcti, unix_tcti,
+    Tpm2Target,
+};
 use swtpm_support::{serve, Backend, Scratch, Served};
 
 /// libtpms answering every command at once, as the fTPM TA would through tpmd.
@@ -94,59 +94,19 @@ impl Stack {
         }
     }
 
-    fn tcti(&self) -> String {
-        format!("swtpm:path={}", self.data_path.display())
-    }
-
-    /// tss-esapi 7's swtpm configuration knows only host and port, so it goes over TCP.
     fn tcp_tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.tcp_port)
+        tcp_tcti(self.tcp_port)
+    }
+}
+
+impl Tpm2Target for Stack {
+    fn tcti(&self) -> String {
+        unix_tcti(&self.data_path)
     }
 
     fn file(&self, name: &str) -> PathBuf {
         self.dir.0.join(name)
     }
-
-    /// Runs a tpm2-tools command against this stack and requires success.
-    fn tool(&self, tool: &str, args: &[&str]) -> Output {
-        ensure_tpm2_tools(tool);
-        let output = Command::new(tool)
-            .args(args)
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .env("TSS2_LOG", "all+none")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{tool} {args:?}: {output:?}");
-        output
-    }
-}
-
-fn ensure_tpm2_tools(tool: &str) {
-    static INSTALL: Once = Once::new();
-    let present = |tool: &str| {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false)
-    };
-    if present(tool) {
-        return;
-    }
-    INSTALL.call_once(|| {
-        let _ = Command::new("apt-get").arg("update").status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "tpm2-tools"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    });
-    assert!(present(tool), "{tool} missing and could not be installed");
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path_arg(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
@@ -161,98 +121,37 @@ fn tpm2_tools_startup_random_pcrs_keys_and_nv() {
 
     let before = stdout(&stack.tool("tpm2_pcrread", &["sha256:16"]));
     assert!(before.contains("0x0000000000000000000000000000000000000000000000000000000000000000"));
-    let digest = "01".repeat(32);
-    stack.tool("tpm2_pcrextend", &[&format!("16:sha256={digest}")]);
-    let after = stdout(&stack.tool("tpm2_pcrread", &["sha256:16"]));
-    // PCR16 = SHA-256(32 zero bytes || 32 bytes of 0x01).
-    assert!(
-        after.contains("0x5C85955F709283ECCE2B74F1B1552918819F390911816E7BB466805A38AB87F3"),
-        "{after}"
-    );
-
-    let primary = stack.file("primary.ctx");
-    stack.tool(
-        "tpm2_createprimary",
-        &[
-            "-C",
-            "o",
-            "-g",
-            "sha256",
-            "-G",
-            "ecc256",
-            "-c",
-            path_arg(&primary),
-        ],
-    );
-    stack.tool("tpm2_flushcontext", &["-t"]);
-
-    let data = stack.file("nv.bin");
-    std::fs::write(&data, b"hello from tpmd").unwrap();
-    stack.tool(
-        "tpm2_nvdefine",
-        &[
-            "0x1500016",
-            "-C",
-            "o",
-            "-s",
-            "32",
-            "-a",
-            "ownerread|ownerwrite|authread|authwrite",
-        ],
-    );
-    stack.tool(
-        "tpm2_nvwrite",
-        &["0x1500016", "-C", "o", "-i", path_arg(&data)],
-    );
-    let read = stack.tool("tpm2_nvread", &["0x1500016", "-C", "o", "-s", "15"]);
-    assert_eq!(read.stdout, b"hello from tpmd");
-    stack.tool("tpm2_nvundefine", &["0x1500016", "-C", "o"]);
+    extend_pcr16_with_ones(&stack);
+    create_primary_and_flush(&stack);
+    nv_round_trip(&stack, "0x1500016", b"hello from tpmd");
 }
 
 #[test]
 fn tss_esapi_gets_random_and_extends_and_reads_a_pcr() {
-    use tss_esapi::handles::PcrHandle;
     use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-    use tss_esapi::interface_types::session_handles::AuthSession;
-    use tss_esapi::structures::{Digest, DigestValues, PcrSelectionListBuilder, PcrSlot};
-    use tss_esapi::tcti_ldr::TctiNameConf;
-    use tss_esapi::Context;
+    use tss_esapi::interface_types::resource_handles::Hierarchy;
+    use tss_esapi::structures::MaxBuffer;
 
     let stack = Stack::start(RealTpm::started());
-    let mut context = Context::new(TctiNameConf::from_str(&stack.tcp_tcti()).unwrap()).unwrap();
+    let mut context = esapi_context(&stack.tcp_tcti());
 
     let random = context.get_random(16).unwrap();
     assert_eq!(random.len(), 16);
 
-    let selection = PcrSelectionListBuilder::new()
-        .with_selection(HashingAlgorithm::Sha256, &[PcrSlot::Slot16])
-        .build()
-        .unwrap();
-    let (_, _, before) = context.pcr_read(selection.clone()).unwrap();
-    assert_eq!(before.value()[0].value(), &[0u8; 32]);
-
-    let mut values = DigestValues::new();
-    values.set(
-        HashingAlgorithm::Sha256,
-        Digest::try_from(vec![1u8; 32]).unwrap(),
-    );
-    context
-        .execute_with_session(Some(AuthSession::Password), |context| {
-            context.pcr_extend(PcrHandle::Pcr16, values)
-        })
-        .unwrap();
-    let (_, _, after) = context.pcr_read(selection).unwrap();
+    assert_eq!(esapi_read_pcr16(&mut context), [0u8; 32]);
+    esapi_extend_pcr16_with_ones(&mut context);
+    let after = esapi_read_pcr16(&mut context);
     let mut extend_input = vec![0u8; 32];
     extend_input.extend_from_slice(&[1u8; 32]);
     let expected = context
         .hash(
-            tss_esapi::structures::MaxBuffer::try_from(extend_input).unwrap(),
+            MaxBuffer::try_from(extend_input).unwrap(),
             HashingAlgorithm::Sha256,
-            tss_esapi::interface_types::resource_handles::Hierarchy::Null,
+            Hierarchy::Null,
         )
         .unwrap()
         .0;
-    assert_eq!(after.value()[0].value(), expected.value());
+    assert_eq!(after, expected.value());
 }
 
 #[test]
@@ -260,37 +159,12 @@ fn eight_consumers_times_a_thousand_get_random_all_answered() {
     const CONSUMERS: usize = 8;
     const COMMANDS: usize = 1000;
     let stack = Stack::start(RealTpm::started());
-    let started = Instant::now();
-    let clients: Vec<_> = (0..CONSUMERS)
-        .map(|_| {
-            let path = stack.data_path.clone();
-            thread::spawn(move || {
-                let mut stream = UnixStream::connect(path).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                let get_random = command::get_random(16);
-                let mut seen = std::collections::HashSet::new();
-                for _ in 0..COMMANDS {
-                    stream.write_all(&get_random).unwrap();
-                    let mut response = [0u8; 28];
-                    stream.read_exact(&mut response).unwrap();
-                    // TPM_ST_NO_SESSIONS, size 28, success, TPM2B of 16 bytes.
-                    assert_eq!(&response[..12], &[0x80, 1, 0, 0, 0, 28, 0, 0, 0, 0, 0, 16]);
-                    seen.insert(response[12..].to_vec());
-                }
-                assert!(seen.len() > COMMANDS - 2, "random bytes repeat");
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
-    let elapsed = started.elapsed();
-    eprintln!(
-        "{} GetRandom from {CONSUMERS} swtpm consumers through libtpms in {elapsed:?} ({:?} each)",
-        CONSUMERS * COMMANDS,
-        elapsed / (CONSUMERS * COMMANDS) as u32
+    let elapsed = parallel_get_random(
+        &stack.data_path,
+        CONSUMERS,
+        COMMANDS,
+        Duration::from_secs(10),
+        "libtpms",
     );
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }

@@ -6,15 +6,22 @@
 //! apt-get when missing; tss-esapi needs libtss2-dev and pkg-config at build time.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+mod swtpm_support;
+
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::str::FromStr;
-use std::sync::{Once, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use libtpms::command;
+use swtpm_support::tools::{
+    create_primary_and_flush, esapi_context, esapi_extend_pcr16_with_ones, esapi_read_pcr16,
+    extend_pcr16_with_ones, nv_round_trip, parallel_get_random, read_response, stdout, tcp_tcti,
+    unix_tcti, Tpm2Target,
+};
 
 /// What tpmd's shell reads to also serve loopback TCP.
 const SWTPM_TCP_PORT_ENV: &str = "TPMD_SWTPM_TCP_PORT";
@@ -41,26 +48,6 @@ fn ensure_binaries() {
             "building the stack failed"
         );
     });
-}
-
-fn ensure_tpm2_tools(tool: &str) {
-    static INSTALL: Once = Once::new();
-    let present = |tool: &str| {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false)
-    };
-    if present(tool) {
-        return;
-    }
-    INSTALL.call_once(|| {
-        let _ = Command::new("apt-get").arg("update").status();
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "tpm2-tools"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    });
-    assert!(present(tool), "{tool} missing and could not be installed");
 }
 
 /// A loopback port whose successor is free too (data and control).
@@ -108,21 +95,11 @@ impl SwtpmStack {
     fn data_path(&self) -> PathBuf {
         self.dir.join("swtpm.sock")
     }
+}
 
+impl Tpm2Target for SwtpmStack {
     fn tcti(&self) -> String {
-        format!("swtpm:path={}", self.data_path().display())
-    }
-
-    fn tool(&self, tool: &str, args: &[&str]) -> Output {
-        ensure_tpm2_tools(tool);
-        let output = Command::new(tool)
-            .args(args)
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .env("TSS2_LOG", "all+none")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{tool} {args:?}: {output:?}");
-        output
+        unix_tcti(&self.data_path())
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -141,35 +118,6 @@ impl Drop for SwtpmStack {
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path_arg(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn tpm_command(code: u32, parameters: &[u8]) -> Vec<u8> {
-    let mut command = vec![0x80, 0x01];
-    command.extend_from_slice(&(10 + parameters.len() as u32).to_be_bytes());
-    command.extend_from_slice(&code.to_be_bytes());
-    command.extend_from_slice(parameters);
-    command
-}
-
-fn read_response(stream: &mut UnixStream) -> Vec<u8> {
-    let mut response = vec![0u8; 10];
-    stream.read_exact(&mut response).unwrap();
-    let size = u32::from_be_bytes(response[2..6].try_into().unwrap()) as usize;
-    response.resize(size, 0);
-    stream.read_exact(&mut response[10..]).unwrap();
-    response
-}
-
-fn response_code(response: &[u8]) -> u32 {
-    u32::from_be_bytes(response[6..10].try_into().unwrap())
-}
-
 #[test]
 fn tpm2_tools_through_the_stack() {
     let stack = SwtpmStack::up("tools");
@@ -178,92 +126,28 @@ fn tpm2_tools_through_the_stack() {
     let random = stdout(&stack.tool("tpm2_getrandom", &["--hex", "16"]));
     assert_eq!(random.trim().len(), 32, "{random}");
 
-    let digest = "01".repeat(32);
-    stack.tool("tpm2_pcrextend", &[&format!("16:sha256={digest}")]);
-    let pcr = stdout(&stack.tool("tpm2_pcrread", &["sha256:16"]));
-    // PCR16 = SHA-256(32 zero bytes || 32 bytes of 0x01).
-    assert!(
-        pcr.contains("0x5C85955F709283ECCE2B74F1B1552918819F390911816E7BB466805A38AB87F3"),
-        "{pcr}"
-    );
-
-    let primary = stack.file("primary.ctx");
-    stack.tool(
-        "tpm2_createprimary",
-        &[
-            "-C",
-            "o",
-            "-g",
-            "sha256",
-            "-G",
-            "ecc256",
-            "-c",
-            path_arg(&primary),
-        ],
-    );
-    stack.tool("tpm2_flushcontext", &["-t"]);
-
-    let data = stack.file("nv.bin");
-    std::fs::write(&data, b"hello through teesys").unwrap();
-    stack.tool(
-        "tpm2_nvdefine",
-        &[
-            "0x1500017",
-            "-C",
-            "o",
-            "-s",
-            "32",
-            "-a",
-            "ownerread|ownerwrite|authread|authwrite",
-        ],
-    );
-    stack.tool(
-        "tpm2_nvwrite",
-        &["0x1500017", "-C", "o", "-i", path_arg(&data)],
-    );
-    let read = stack.tool("tpm2_nvread", &["0x1500017", "-C", "o", "-s", "20"]);
-    assert_eq!(read.stdout, b"hello through teesys");
-    stack.tool("tpm2_nvundefine", &["0x1500017", "-C", "o"]);
+    extend_pcr16_with_ones(&stack);
+    create_primary_and_flush(&stack);
+    nv_round_trip(&stack, "0x1500017", b"hello through teesys");
 }
 
 #[test]
 fn tss_esapi_over_loopback_tcp_through_the_stack() {
     use tss_esapi::constants::StartupType;
-    use tss_esapi::handles::PcrHandle;
-    use tss_esapi::interface_types::algorithm::HashingAlgorithm;
-    use tss_esapi::interface_types::session_handles::AuthSession;
-    use tss_esapi::structures::{Digest, DigestValues, PcrSelectionListBuilder, PcrSlot};
-    use tss_esapi::tcti_ldr::TctiNameConf;
-    use tss_esapi::Context;
 
     let stack = SwtpmStack::up("esapi");
-    let tcti = format!("swtpm:host=127.0.0.1,port={}", stack.tcp_port);
-    let mut context = Context::new(TctiNameConf::from_str(&tcti).unwrap()).unwrap();
+    let mut context = esapi_context(&tcp_tcti(stack.tcp_port));
     context.startup(StartupType::Clear).unwrap();
 
     assert_eq!(context.get_random(16).unwrap().len(), 16);
 
-    let selection = PcrSelectionListBuilder::new()
-        .with_selection(HashingAlgorithm::Sha256, &[PcrSlot::Slot16])
-        .build()
-        .unwrap();
-    let mut values = DigestValues::new();
-    values.set(
-        HashingAlgorithm::Sha256,
-        Digest::try_from(vec![1u8; 32]).unwrap(),
-    );
-    context
-        .execute_with_session(Some(AuthSession::Password), |context| {
-            context.pcr_extend(PcrHandle::Pcr16, values)
-        })
-        .unwrap();
-    let (_, _, digests) = context.pcr_read(selection).unwrap();
+    esapi_extend_pcr16_with_ones(&mut context);
     let expected = [
         0x5c, 0x85, 0x95, 0x5f, 0x70, 0x92, 0x83, 0xec, 0xce, 0x2b, 0x74, 0xf1, 0xb1, 0x55, 0x29,
         0x18, 0x81, 0x9f, 0x39, 0x09, 0x11, 0x81, 0x6e, 0x7b, 0xb4, 0x66, 0x80, 0x5a, 0x38, 0xab,
         0x87, 0xf3,
     ];
-    assert_eq!(digests.value()[0].value(), &expected);
+    assert_eq!(esapi_read_pcr16(&mut context), expected);
 }
 
 #[test]
@@ -273,39 +157,16 @@ fn eight_consumers_times_a_thousand_get_random_through_the_stack() {
     let stack = SwtpmStack::up("parallel");
     {
         let mut stream = UnixStream::connect(stack.data_path()).unwrap();
-        stream.write_all(&tpm_command(0x144, &[0, 0])).unwrap();
-        let rc = response_code(&read_response(&mut stream));
+        stream.write_all(&command::startup(0)).unwrap();
+        let rc = command::response_code(&read_response(&mut stream)).unwrap();
         assert!(rc == 0 || rc == TPM_RC_INITIALIZE, "startup rc {rc:#x}");
     }
-    let started = Instant::now();
-    let clients: Vec<_> = (0..CONSUMERS)
-        .map(|_| {
-            let path = stack.data_path();
-            thread::spawn(move || {
-                let mut stream = UnixStream::connect(path).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(30)))
-                    .unwrap();
-                let get_random = tpm_command(0x17b, &[0, 16]);
-                let mut distinct = std::collections::HashSet::new();
-                for _ in 0..COMMANDS {
-                    stream.write_all(&get_random).unwrap();
-                    let response = read_response(&mut stream);
-                    assert_eq!(&response[..12], &[0x80, 1, 0, 0, 0, 28, 0, 0, 0, 0, 0, 16]);
-                    distinct.insert(response[12..].to_vec());
-                }
-                assert!(distinct.len() > COMMANDS - 2, "random bytes repeat");
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
-    let elapsed = started.elapsed();
-    eprintln!(
-        "{} GetRandom from {CONSUMERS} swtpm consumers through the stack in {elapsed:?} ({:?} each)",
-        CONSUMERS * COMMANDS,
-        elapsed / (CONSUMERS * COMMANDS) as u32
+    let elapsed = parallel_get_random(
+        &stack.data_path(),
+        CONSUMERS,
+        COMMANDS,
+        Duration::from_secs(30),
+        "the stack",
     );
     assert!(elapsed < Duration::from_secs(120), "took {elapsed:?}");
 }

@@ -1,6 +1,9 @@
 //! Test support for the hosted swtpm front-end: an event loop in a thread that drives a
-//! [`SwtpmFrontEnd`] the way tpmd's shell does, with a pluggable backend in place of teed.
+//! [`SwtpmFrontEnd`] the way tpmd's shell does, with a pluggable backend in place of teed; and
+//! in [`tools`], the real TPM clients the tests drive against it.
 #![allow(clippy::unwrap_used, dead_code)]
+
+pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
