@@ -247,3 +247,78 @@ fn teed_exits_when_init_goes_away() {
         Some(i32::from(EXIT_INIT_GONE))
     );
 }
+
+/// Connects a client endpoint of `kind` to teed, as init does.
+fn connect(init: &mut Init<'_>, kind: ServerKind) -> FakeClient {
+    let (teed_side, client_side) = Endpoint::pair().unwrap();
+    init.send(
+        InitRequest::ClientEndpoint {
+            client: kind,
+            generation: 1,
+        },
+        &[teed_side.as_fd()],
+    );
+    FakeClient {
+        endpoint: client_side,
+        next_id: 0,
+    }
+}
+
+/// Owner isolation through the real process: tpmd's endpoint cannot open the BNXT TA, use
+/// bnxtd's session, free bnxtd's buffer or point a memref into it — each a typed `Denied`.
+#[test]
+fn a_client_cannot_reach_another_clients_session_or_buffer() {
+    let (world, teed) = start("teed-isolation");
+    let mut init = Init::new(&teed);
+    assert_eq!(
+        init.hello_with_world(&world),
+        ServerEvent::Ready {
+            generation: TEED_GENERATION
+        }
+    );
+    let mut bnxtd = connect(&mut init, ServerKind::Bnxtd);
+    let mut tpmd = connect(&mut init, ServerKind::Tpmd);
+    let TeedResponse::SessionOpened { session } = bnxtd.request(TeedRequest::OpenSession {
+        ta: *uuid::BNXT_TA.as_bytes(),
+        login: Login::Public,
+    }) else {
+        panic!("bnxtd's session not opened");
+    };
+    let TeedResponse::ShmAllocated { shm, .. } =
+        bnxtd.request(TeedRequest::ShmAlloc { size: 8192 })
+    else {
+        panic!("bnxtd's buffer not allocated");
+    };
+    let denied = TeedResponse::Error(WireError::Denied);
+    let open_bnxt = TeedRequest::OpenSession {
+        ta: *uuid::BNXT_TA.as_bytes(),
+        login: Login::Public,
+    };
+    assert_eq!(tpmd.request(open_bnxt), denied);
+    let mut steal = heapless::Vec::new();
+    steal
+        .push(Param::MemrefIn {
+            shm,
+            offset: 0,
+            size: 16,
+        })
+        .unwrap();
+    let invoke = TeedRequest::Invoke {
+        session,
+        func: 0,
+        cancel_id: 0,
+        params: steal,
+    };
+    assert_eq!(tpmd.request(invoke), denied);
+    assert_eq!(tpmd.request(TeedRequest::ShmFree { shm }), denied);
+    assert_eq!(tpmd.request(TeedRequest::CloseSession { session }), denied);
+    // bnxtd still owns both.
+    assert_eq!(
+        bnxtd.request(TeedRequest::ShmFree { shm }),
+        TeedResponse::ShmFreed
+    );
+    assert_eq!(
+        bnxtd.request(TeedRequest::CloseSession { session }),
+        TeedResponse::SessionClosed
+    );
+}
