@@ -15,7 +15,8 @@ use tee_proto::{Frame, Generation, Header, WireError};
 use crate::config::{Millis, TeedConfig};
 use crate::frames::FrameAllocator;
 use crate::journal::Journal;
-use crate::lifecycle::{Probe, ShutdownRun};
+use crate::probe::Probe;
+use crate::shutdown::ShutdownRun;
 use crate::types::{
     Call, CallId, CallStatus, Client, ClientId, Effect, PrivateBuf, Session, Shm, SmcToken,
     TeedStats,

@@ -15,6 +15,8 @@ mod engine;
 pub mod frames;
 pub mod journal;
 mod lifecycle;
+mod probe;
+mod shutdown;
 pub mod types;
 
 pub use crate::client::boot_client_uuid;
