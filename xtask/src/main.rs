@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         }
         Command::Test { soak } => test_cmd::run(&root, soak),
         Command::Tidy => tidy::run(&root),
-        Command::Demo { args } => run::demo(&root, &args),
+        // A fresh machine needs libtpms-dev and friends before the stack builds.
+        Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         Command::Bench | Command::Qemu => {
             println!("not yet built (see issues)");
             return ExitCode::from(EXIT_NOT_AVAILABLE);
