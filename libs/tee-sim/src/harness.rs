@@ -37,6 +37,9 @@ pub struct TeedHarness {
     boot_id: u64,
     /// When set, SMCs stay queued instead of running (to freeze the world between two steps).
     pub hold_smcs: bool,
+    /// When set, the conduit is gone: teed hears so, and every SMC is refused as the hosted
+    /// shell's gate refuses it (UNKNOWN_FUNCTION), without reaching the secure world.
+    pub conduit_broken: bool,
     held: VecDeque<(teed::SmcToken, optee_abi::smc::Regs)>,
 }
 
@@ -58,6 +61,7 @@ impl TeedHarness {
             next_request: 1,
             boot_id: 0,
             hold_smcs: false,
+            conduit_broken: false,
             held: VecDeque::new(),
         }
     }
@@ -274,6 +278,21 @@ impl TeedHarness {
     }
 
     fn run_smc(&mut self, token: teed::SmcToken, regs: optee_abi::smc::Regs) {
+        if self.conduit_broken {
+            self.teed.conduit_failed(self.now);
+            let refused = [
+                u64::from(optee_abi::smc::ret::UNKNOWN_FUNCTION),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ];
+            self.teed.handle_smc_return(self.now, token, refused);
+            return;
+        }
         self.smcs += 1;
         let mut ram = self.ram.clone();
         let out = self.secure.smc(&mut ram, regs);

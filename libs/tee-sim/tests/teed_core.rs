@@ -270,3 +270,37 @@ fn probe_deadline_fires_against_a_secure_world_that_never_becomes_idle() {
     assert_eq!(h.teed.stats().orphans_resumed, 2);
     assert_eq!(h.secure.stats().threads_suspended, 0);
 }
+
+/// The secure world's process is gone: a probe declines as unavailable (not incompatible), and
+/// a serving teed answers new requests "TEE unavailable" instead of entering a dead conduit.
+#[test]
+fn a_lost_conduit_is_a_typed_unavailability() {
+    let mut h = harness(TeedConfig::new());
+    h.conduit_broken = true;
+    assert_eq!(
+        h.boot(BootKind::Cold, 1).unwrap(),
+        ServerEvent::Declined {
+            reason: DeclineReason::SecureWorldUnavailable
+        }
+    );
+    assert_eq!(h.events.len(), 1, "declined once: {:?}", h.events);
+
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    session_of(h.open(BNXTD, BNXT_TA).unwrap());
+    h.conduit_broken = true;
+    // The call in flight fails with a typed error; the next is refused outright.
+    assert!(matches!(
+        h.alloc(BNXTD, 8192).unwrap(),
+        TeedResponse::Error(WireError::Tee { .. })
+    ));
+    assert_eq!(
+        h.alloc(BNXTD, 8192).unwrap(),
+        TeedResponse::Error(WireError::TeeUnavailable)
+    );
+    // Shutdown still completes, counting what it could not release.
+    match h.shutdown(ShutdownReason::Kexec).unwrap() {
+        ServerEvent::ShutdownAck(report) => assert!(report.errors > 0),
+        other => panic!("{other:?}"),
+    }
+}

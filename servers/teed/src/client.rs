@@ -405,7 +405,23 @@ impl<M: PhysMem> Teed<M> {
                 self.reply(reply.client, reply.header, body);
             }
             Purpose::CloseSession { session, reply } => {
-                // Gone either way: a session OP-TEE no longer knows is closed.
+                if !matches!(outcome, Outcome::Done(_)) {
+                    // The secure world never saw the close: the session is still open there.
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        s.closing = false;
+                        let slot = s.journal_slot;
+                        self.journal_session(slot, EntryState::Live, None);
+                    }
+                    if let Some(r) = reply {
+                        self.reply(
+                            r.client,
+                            r.header,
+                            TeedResponse::Error(outcome.wire_error()),
+                        );
+                    }
+                    return;
+                }
+                // Whatever `ret` says, a session OP-TEE answered a close for is gone.
                 if let Some(s) = self.sessions.remove(&session) {
                     self.journal_session(s.journal_slot, EntryState::Free, None);
                 }

@@ -107,6 +107,8 @@ pub struct Teed<M: PhysMem> {
     pub(crate) boot_id: u64,
     /// Set once the probe finished: this incarnation served.
     pub(crate) served: bool,
+    /// The shell lost the SMC conduit: the secure world is out of reach for good.
+    pub(crate) conduit_lost: bool,
 }
 
 impl<M: PhysMem> Teed<M> {
@@ -140,6 +142,7 @@ impl<M: PhysMem> Teed<M> {
             notif_sent: alloc::collections::BTreeSet::new(),
             boot_id: 0,
             served: false,
+            conduit_lost: false,
         }
     }
 
@@ -201,6 +204,7 @@ impl<M: PhysMem> Teed<M> {
             return;
         }
         let refusal = match &self.phase {
+            Phase::Serving if self.conduit_lost => Some(WireError::TeeUnavailable),
             Phase::Serving => None,
             Phase::ShuttingDown(_) => Some(WireError::ShuttingDown),
             Phase::AwaitingHello | Phase::Probing(_) => Some(WireError::Retryable),
@@ -235,6 +239,23 @@ impl<M: PhysMem> Teed<M> {
             self.run_deferred_releases(now, client);
         }
         self.handle_request(now, client, kind, header, frame.body);
+        self.pump(now);
+    }
+
+    /// The shell lost the SMC conduit (the secure world's process is gone, or the stream is out
+    /// of step). Call it before handing back the refusals the shell answers outstanding SMCs
+    /// with: a probe then declines as `SecureWorldUnavailable`, and new requests are answered
+    /// "TEE unavailable" rather than sent to a secure world that cannot answer.
+    pub fn conduit_failed(&mut self, now: Millis) {
+        self.now = now;
+        if self.conduit_lost {
+            return;
+        }
+        self.conduit_lost = true;
+        tracing::error!("SMC conduit lost");
+        if matches!(self.phase, Phase::Probing(_)) {
+            self.decline(DeclineReason::SecureWorldUnavailable);
+        }
         self.pump(now);
     }
 

@@ -107,6 +107,10 @@ impl<M: PhysMem> Teed<M> {
     }
 
     pub(crate) fn decline(&mut self, reason: DeclineReason) {
+        // Once is enough: a refused SMC answered after the decline must not decline again.
+        if matches!(self.phase, Phase::Declined(_)) {
+            return;
+        }
         self.phase = Phase::Declined(reason);
         self.send_init(ServerEvent::Declined { reason });
     }

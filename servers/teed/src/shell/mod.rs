@@ -347,6 +347,11 @@ impl TeedShell {
                 Effect::Smc { token, regs } => {
                     let answer = self.gate.call(regs);
                     let now = self.clock.now();
+                    // The core hears of a lost conduit before the refusal, so it can tell an
+                    // unreachable secure world from an incompatible one.
+                    if self.gate.is_broken() {
+                        self.core.conduit_failed(now);
+                    }
                     self.core.handle_smc_return(now, token, answer);
                 }
                 Effect::Reply { client, frame } => self.reply(client, &frame),
