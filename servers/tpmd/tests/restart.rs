@@ -174,3 +174,31 @@ fn a_delayed_notice_of_an_earlier_restart_changes_nothing() {
     assert!(matches!(h.response(id), TpmResponse::Response { .. }));
     assert_eq!(h.teed.log.len(), opens + 1, "no re-open, just the command");
 }
+
+/// Hosted, init hands a new teed endpoint when teed restarts: the command that went out on the
+/// old endpoint is failed at once ("retry"), not after the call deadline, and the next command
+/// is answered by the new teed: the abandoned call's Cancel already met it and taught tpmd of the
+/// restart, so the session and buffer are re-opened first.
+#[test]
+fn a_new_teed_endpoint_fails_the_lost_command_at_once() {
+    let mut h = Harness::serving();
+    h.teed.mode = TeedMode::Hold;
+    let lost = h.command(1, &tpm_command(0x101, &[]));
+    assert_eq!(h.held.len(), 1, "the invoke went out to the old teed");
+    h.held.clear();
+    h.teed.restart();
+    h.teed.mode = TeedMode::Auto;
+    let before = h.now;
+    h.init(tee_proto::lifecycle::InitRequest::TeedEndpoint {
+        teed_generation: TEED_GENERATION + 1,
+    });
+    assert_eq!(h.now, before, "no time had to pass");
+    assert_eq!(h.response(lost), &TpmResponse::Error(TpmError::Retryable));
+    let again = h.command(1, &tpm_command(0x101, &[]));
+    assert!(
+        matches!(h.response(again), TpmResponse::Response { .. }),
+        "{:?}",
+        h.response(again)
+    );
+    assert_eq!(h.core.teed_generation(), TEED_GENERATION + 1);
+}

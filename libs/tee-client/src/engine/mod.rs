@@ -150,9 +150,14 @@ impl<S: TaService> Client<S> {
                 let status = self.status();
                 self.reply_init(header, ServerEvent::Status(status));
             }
-            // Transport matters: the shell swaps endpoints; a teed restart reaches the core as
-            // ServerRestarted on its next request.
-            InitRequest::ClientEndpoint { .. } | InitRequest::TeedEndpoint { .. } => {}
+            // The shell swapped the endpoint: whatever went out on the old one is lost with the
+            // old teed. Fail it now (the consumer hears "retry") rather than at its deadline;
+            // the next request meets the new teed, which answers ServerRestarted.
+            InitRequest::TeedEndpoint { .. } => {
+                self.link.shorten_deadline(now);
+                self.on_deadlines(now);
+            }
+            InitRequest::ClientEndpoint { .. } => {}
         }
         self.drive(now, mem);
     }
