@@ -121,40 +121,32 @@ impl RamFile {
     /// physical `base`. The file is never resized here: it must already hold `size` bytes. The
     /// descriptor is closed once mapped; the mapping stays valid without it.
     pub fn from_fd(fd: OwnedFd, base: u64, size: u64) -> Result<Self, RamError> {
-        let map_len = check_window(base, size)?;
         let file = File::from(fd);
-        let len = file
-            .metadata()
-            .map_err(|source| RamError::FdIo {
-                action: "stat",
-                source,
-            })?
-            .len();
+        let len = file_len(&file)?;
         if len < size {
             return Err(RamError::FileTooShort { len, size });
         }
+        Self::map_file(&file, base, size)
+    }
+
+    /// Maps the whole of a RAM file handed over as a descriptor, at physical `base`.
+    pub fn from_fd_whole(fd: OwnedFd, base: u64) -> Result<Self, RamError> {
+        let file = File::from(fd);
+        let len = file_len(&file)?;
+        Self::map_file(&file, base, len)
+    }
+
+    fn map_file(file: &File, base: u64, size: u64) -> Result<Self, RamError> {
+        let map_len = check_window(base, size)?;
         let map = MmapOptions::new()
             .len(map_len)
-            .map_raw(&file)
+            .map_raw(file)
             .map_err(|source| RamError::FdIo {
                 action: "mmap",
                 source,
             })?;
         tracing::debug!(base, size, "ram descriptor mapped");
         Ok(Self { map, base, size })
-    }
-
-    /// Maps the whole of a RAM file handed over as a descriptor, at physical `base`.
-    pub fn from_fd_whole(fd: OwnedFd, base: u64) -> Result<Self, RamError> {
-        let file = File::from(fd);
-        let len = file
-            .metadata()
-            .map_err(|source| RamError::FdIo {
-                action: "stat",
-                source,
-            })?
-            .len();
-        Self::from_fd(OwnedFd::from(file), base, len)
     }
 
     /// First physical address of the RAM.
@@ -228,6 +220,17 @@ impl PhysMem for RamFile {
     fn contains(&self, pa: u64, len: u64) -> bool {
         self.offset_of(pa, len).is_some()
     }
+}
+
+/// The length of a RAM file handed over as a descriptor.
+fn file_len(file: &File) -> Result<u64, RamError> {
+    Ok(file
+        .metadata()
+        .map_err(|source| RamError::FdIo {
+            action: "stat",
+            source,
+        })?
+        .len())
 }
 
 #[cfg(test)]

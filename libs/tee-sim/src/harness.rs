@@ -66,6 +66,27 @@ impl TeedHarness {
         }
     }
 
+    /// A booted machine whose every secure thread was left suspended by a normal world that died
+    /// mid-call: a foreign interrupt arrives in each of two calls a bnxtd client (`client`) made,
+    /// and the teed that made them is replaced by a new, not yet booted one with `next`.
+    pub fn with_threads_left_suspended(client: ClientId, next: TeedConfig) -> TeedHarness {
+        let secure = SecureConfig {
+            foreign_intr_every: Some(1),
+            ..SecureConfig::default()
+        };
+        let mut h = TeedHarness::new(TeedConfig::new(), secure);
+        h.connect(client, ServerKind::Bnxtd);
+        let _ = h.boot(BootKind::Cold, 1);
+        h.send(client, TeedRequest::ShmAlloc { size: 4096 });
+        h.send(client, TeedRequest::ShmAlloc { size: 4096 });
+        // Each call enters the secure world and comes back with FOREIGN_INTR; nobody resumes it.
+        h.step();
+        h.step();
+        h.new_teed(next);
+        h.smcs = 0;
+        h
+    }
+
     /// Replaces teed with a new incarnation over the same RAM and secure world, as a restart or a
     /// new boot does. Clients must be connected again.
     pub fn new_teed(&mut self, teed_config: TeedConfig) {

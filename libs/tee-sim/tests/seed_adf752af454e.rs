@@ -6,9 +6,7 @@
 //! any SMC. teed bounds the old behaviour with its probe deadline, so the test can show it.
 #![allow(clippy::unwrap_used)]
 
-use secure_world::Config as SecureConfig;
-use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind};
-use tee_proto::teed::TeedRequest;
+use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent};
 use tee_sim::TeedHarness;
 use teed::{Hardening, TeedConfig};
 
@@ -16,20 +14,8 @@ const BNXTD: u32 = 2;
 
 /// A normal boot whose two secure threads are both suspended when the kernel crashes.
 fn crashed_with_threads_suspended(next: TeedConfig) -> TeedHarness {
-    let secure = SecureConfig {
-        foreign_intr_every: Some(1),
-        ..SecureConfig::default()
-    };
-    let mut h = TeedHarness::new(TeedConfig::new(), secure);
-    h.connect(BNXTD, ServerKind::Bnxtd);
-    h.boot(BootKind::Cold, 1).unwrap();
-    h.send(BNXTD, TeedRequest::ShmAlloc { size: 4096 });
-    h.send(BNXTD, TeedRequest::ShmAlloc { size: 4096 });
-    h.step();
-    h.step();
+    let h = TeedHarness::with_threads_left_suspended(BNXTD, next);
     assert_eq!(h.secure.stats().threads_suspended, 2);
-    h.new_teed(next);
-    h.smcs = 0;
     h
 }
 

@@ -224,27 +224,14 @@ fn shutdown_sweeps_leftovers_and_drains_the_cache() {
 /// hardening it resumes the orphans instead.
 #[test]
 fn probe_deadline_fires_against_a_secure_world_that_never_becomes_idle() {
-    let secure = SecureConfig {
-        foreign_intr_every: Some(1),
-        ..SecureConfig::default()
-    };
-    let mut h = TeedHarness::new(TeedConfig::new(), secure);
-    h.connect(BNXTD, ServerKind::Bnxtd);
-    h.boot(BootKind::Cold, 1).unwrap();
-    // Two calls enter the secure world and are interrupted; the world then dies.
-    h.send(BNXTD, tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 });
-    h.send(BNXTD, tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 });
-    h.step();
-    h.step();
+    let mut linux = TeedConfig::new();
+    linux.hardening = Hardening::LINUX;
+    let mut h = TeedHarness::with_threads_left_suspended(BNXTD, linux);
     assert_eq!(
         h.secure.stats().threads_suspended,
         2,
         "both threads suspended in FOREIGN_INTR"
     );
-
-    let mut linux = TeedConfig::new();
-    linux.hardening = Hardening::LINUX;
-    h.new_teed(linux);
     let event = h.boot(BootKind::Kexec, 2).unwrap();
     assert_eq!(
         event,
