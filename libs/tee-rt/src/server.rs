@@ -84,6 +84,17 @@ pub fn refuse(lifecycle: &Endpoint, request: tee_proto::Header) -> Result<(), En
     lifecycle.send_frame(&frame, &[])
 }
 
+/// Refuses a `Hello` whose attachments a server cannot use: logs why, answers init with
+/// `Error(BadRequest)`.
+pub fn refuse_hello(
+    lifecycle: &Endpoint,
+    hello: tee_proto::Header,
+    why: &dyn std::error::Error,
+) -> Result<(), EndpointError> {
+    tracing::error!(error = %crate::logging::error_chain(why), "Hello refused");
+    refuse(lifecycle, hello)
+}
+
 /// Takes a stream-socket attachment (the SMC conduit); anything else is refused.
 pub fn stream_socket(fd: OwnedFd) -> io::Result<UnixStream> {
     match getsockopt(&fd, sockopt::SockType).map_err(io::Error::from)? {

@@ -32,7 +32,7 @@ use crate::endpoint::{Endpoint, EndpointError};
 use crate::event::{Interest, PollSet, Token};
 use crate::logging::error_chain;
 use crate::ram::{RamError, RamFile};
-use crate::server::{await_hello, map_ram, refuse, Exit};
+use crate::server::{await_hello, map_ram, refuse_hello, Exit};
 
 const LIFECYCLE: Token = Token(0);
 const TEED: Token = Token(1);
@@ -151,19 +151,15 @@ where
         tracing::warn!("init closed the lifecycle endpoint before Hello");
         return Ok(Exit::InitGone);
     };
-    let attachments = match ClientAttachments::parse(fds) {
-        Ok(mut attachments) => match front_end(std::mem::take(&mut attachments.extra)) {
-            Ok(front_end) => (attachments, front_end),
-            Err(error) => {
-                let error = ShellError::Attachment(error);
-                tracing::error!(error = %error_chain(&error), "Hello refused");
-                refuse(&lifecycle, hello.header).map_err(ShellError::Lifecycle)?;
-                return Err(error);
-            }
-        },
+    let parsed = ClientAttachments::parse(fds).and_then(|mut attachments| {
+        let extra = std::mem::take(&mut attachments.extra);
+        let front_end = front_end(extra).map_err(ShellError::Attachment)?;
+        Ok((attachments, front_end))
+    });
+    let attachments = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
-            tracing::error!(error = %error_chain(&error), "Hello refused");
-            refuse(&lifecycle, hello.header).map_err(ShellError::Lifecycle)?;
+            refuse_hello(&lifecycle, hello.header, &error).map_err(ShellError::Lifecycle)?;
             return Err(error);
         }
     };

@@ -29,7 +29,7 @@ use tee_rt::endpoint::{Endpoint, EndpointError};
 use tee_rt::event::{Interest, PollSet, Token};
 use tee_rt::logging::{error_chain, incarnation_span};
 use tee_rt::ram::{RamError, RamFile};
-use tee_rt::server::{await_hello, map_ram, refuse, stream_socket, Exit};
+use tee_rt::server::{await_hello, map_ram, refuse_hello, stream_socket, Exit};
 use teed::{ClientId, Effect, Teed, TeedConfig};
 
 use self::clients::{client_id, ClientEndpoints};
@@ -113,8 +113,7 @@ fn serve(lifecycle: Endpoint) -> Result<Exit, ShellError> {
     let attachments = match TeedAttachments::parse(fds) {
         Ok(attachments) => attachments,
         Err(error) => {
-            tracing::error!(error = %error_chain(&error), "Hello refused");
-            refuse(&lifecycle, hello.header).map_err(ShellError::Lifecycle)?;
+            refuse_hello(&lifecycle, hello.header, &error).map_err(ShellError::Lifecycle)?;
             return Err(error);
         }
     };
