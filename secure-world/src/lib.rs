@@ -25,8 +25,8 @@
 //!   flags the session's invocations in progress, as upstream cancels per session.
 //! * Heap figures are in [`heap`] (per allocation, registration, calibrated baseline),
 //!   [`SESSION_BYTES`] and [`MOBJ_BYTES`].
-//! * [`testing::NormalWorld`] is a minimal normal world for tests; [`ram::SparseRam`] is the
-//!   RAM the simulator shares with the model.
+//! * [`ram::SparseRam`] is the RAM the simulator shares with the model; the minimal normal world
+//!   that drives the model in tests lives in the dev-only `tee-test-support` crate.
 
 mod buffer;
 pub mod config;
@@ -38,7 +38,6 @@ pub mod ram;
 pub mod registry;
 pub mod ta;
 mod ta_entry;
-pub mod testing;
 pub mod thread;
 mod world;
 

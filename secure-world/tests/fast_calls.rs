@@ -4,8 +4,8 @@
 mod common;
 
 use optee_abi::smc::{func, nsec_cap, ret, sec_cap};
-use secure_world::testing::fast_call;
 use secure_world::Config;
+use tee_test_support::normal_world::fast_call;
 
 use common::setup;
 

@@ -14,8 +14,8 @@ use optee_abi::msg::{cmd, Direction, MsgArg, Param};
 use optee_abi::teec::{self, origin};
 use optee_abi::uuid::FTPM_TA;
 use secure_world::ta::ftpm::{boot_client_uuid, FtpmTa, EMULATE_PPI, SUBMIT_COMMAND};
-use secure_world::testing::{NormalWorld, RpcEvent};
 use secure_world::SecureWorld;
+use tee_test_support::normal_world::{NormalWorld, RpcEvent};
 
 use common::setup;
 

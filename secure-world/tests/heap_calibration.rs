@@ -7,8 +7,8 @@ mod common;
 use optee_abi::teec;
 use optee_abi::uuid::BNXT_TA;
 use secure_world::heap::charge_for;
-use secure_world::testing::NormalWorld;
 use secure_world::{Config, SecureWorld};
+use tee_test_support::normal_world::NormalWorld;
 
 use common::open_ok;
 

@@ -3,14 +3,15 @@
 
 mod common;
 
+use bnxt_image::{self as bnxt, coredump_checksum, COREDUMP_LEN};
 use optee_abi::mem::PhysMem;
 use optee_abi::msg::{Direction, Param};
 use optee_abi::teec::{self, origin};
 use optee_abi::uuid::{BNXT_TA, DEVICE_PTA, FTPM_TA};
-use secure_world::ta::bnxt::{self, coredump_checksum, COPY_COREDUMP, COREDUMP_LEN, FASTBOOT};
+use secure_world::ta::bnxt::{COPY_COREDUMP, FASTBOOT};
 use secure_world::ta::device_pta::GET_DEVICES;
-use secure_world::testing::NormalWorld;
 use secure_world::SecureWorld;
+use tee_test_support::normal_world::NormalWorld;
 
 use common::{open_ok, setup, SingleSessionTa, SINGLE_TA};
 

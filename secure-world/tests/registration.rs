@@ -10,8 +10,8 @@ use optee_abi::smc::{ret, rpc};
 use optee_abi::teec;
 use optee_abi::uuid::BNXT_TA;
 use secure_world::ta::bnxt::COPY_COREDUMP;
-use secure_world::testing::{invoke_message, is_rpc_of, unregister_message, RpcEvent};
 use secure_world::{Config, NOTIFICATION_SEND, NOTIFICATION_WAIT};
+use tee_test_support::normal_world::{invoke_message, is_rpc_of, unregister_message, RpcEvent};
 
 use common::{open_ok, setup, setup_with};
 
@@ -23,7 +23,7 @@ const PLANTED_ORIGIN: u32 = 0x55;
 
 fn register_raw(
     sw: &mut secure_world::SecureWorld,
-    nw: &mut secure_world::testing::NormalWorld,
+    nw: &mut tee_test_support::normal_world::NormalWorld,
     params: &[RawParam],
 ) -> MsgArg {
     let mut arg = MsgArg::new(cmd::REGISTER_SHM);

@@ -7,8 +7,8 @@ mod common;
 use optee_abi::mem::PhysMem;
 use optee_abi::smc::func;
 use proptest::prelude::*;
-use secure_world::testing::NormalWorld;
 use secure_world::{Config, SecureWorld};
+use tee_test_support::normal_world::NormalWorld;
 
 const FUNCS: [u32; 14] = [
     func::CALLS_UID,

@@ -9,8 +9,8 @@ use optee_abi::msg::{attr, cmd, Direction, MsgArg, Param, RawParam};
 use optee_abi::teec::{self, origin};
 use optee_abi::uuid::{Uuid, BNXT_TA, DEVICE_PTA};
 use secure_world::heap::charge_for;
-use secure_world::testing::NormalWorld;
 use secure_world::{Config, SecureWorld, SESSION_BYTES};
+use tee_test_support::normal_world::NormalWorld;
 
 use common::{open_ok, setup, SingleSessionTa, BUMP, SINGLE_TA};
 

@@ -6,11 +6,11 @@ mod common;
 use optee_abi::msg::{rpc_cmd, Direction, Param};
 use optee_abi::smc::{func, ret, rpc};
 use optee_abi::teec::{self, origin};
-use secure_world::testing::{
-    cookie_of, fast_call, invoke_message, is_rpc_of, unregister_message, RpcEvent,
-};
 use secure_world::{
     Config, SuspendReason, ThreadState, NOTIFICATION_SEND, NOTIFICATION_WAIT, RPC_ARG_SIZE,
+};
+use tee_test_support::normal_world::{
+    cookie_of, fast_call, invoke_message, is_rpc_of, unregister_message, RpcEvent,
 };
 
 use common::{open_ok, setup, setup_with, TimeTa, ASK_TIME, NAP, ROUND_TRIP_SHM, TIME_TA};

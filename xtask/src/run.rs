@@ -68,7 +68,14 @@ fn program_name(command: &Command) -> String {
 }
 
 /// The binaries of the hosted stack that `teectl demo` starts (it finds them beside itself).
-const DEMO_PACKAGES: [&str; 5] = ["secure-world", "teed", "tpmd", "bnxtd", "teesys-init"];
+const DEMO_PACKAGES: [&str; 6] = [
+    "secure-world-host",
+    "teed",
+    "tpmd",
+    "bnxtd",
+    "teesys-root",
+    "teectl",
+];
 
 /// `cargo xtask demo`: builds the hosted stack's binaries, then runs `teectl demo ARGS...`.
 ///

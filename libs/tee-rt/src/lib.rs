@@ -4,16 +4,14 @@
 //! registers each way), the normal-world RAM file that the secure-world process and the
 //! normal-world servers map together, length-prefixed frames for tee-proto messages, the
 //! seqpacket endpoints that carry lifecycle and teed frames with their capabilities, spawning
-//! servers, the shells' event loop, clock and logging, and the hosted shell of the TEE clients.
+//! servers, the shells' event loop, clock and logging.
 //! No server logic lives here; the cores stay sans-IO and these pieces drive them.
 
-pub mod client_shell;
 pub mod clock;
 pub mod conduit;
 pub mod endpoint;
 pub mod event;
 pub mod framing;
-pub mod harness;
 pub mod logging;
 pub mod ram;
 pub mod server;

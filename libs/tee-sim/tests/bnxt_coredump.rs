@@ -3,7 +3,7 @@
 //! shutdown the API answers "no device".
 #![allow(clippy::unwrap_used)]
 
-use secure_world::ta::bnxt::{checksum, coredump_checksum, COREDUMP_LEN};
+use bnxt_image::{checksum, coredump_checksum, COREDUMP_LEN};
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
 use tee_sim::{Sim, SimConfig};
 

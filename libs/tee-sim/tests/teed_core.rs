@@ -100,7 +100,7 @@ fn bnxt_session_buffer_and_coredump_round_trip() {
     use optee_abi::mem::PhysMem;
     h.ram.read(pa + 12345, &mut got).unwrap();
     let mut want = vec![0u8; 4096];
-    secure_world::ta::bnxt::coredump_chunk((4 << 20) + 12345, &mut want);
+    bnxt_image::coredump_chunk((4 << 20) + 12345, &mut want);
     assert_eq!(
         got, want,
         "the second 4 MiB of the image, read through the shm"

@@ -6,8 +6,8 @@ use optee_abi::uuid::Uuid;
 use secure_world::ta::{
     ClientIdentity, ParamType, RpcReply, SessionId, TaContext, TaFlags, TaRpc, TaStep, TrustedApp,
 };
-use secure_world::testing::NormalWorld;
 use secure_world::{Config, SecureWorld};
+use tee_test_support::normal_world::NormalWorld;
 
 pub const TIME_TA: Uuid = Uuid::from_fields(0x7e57_0001, 1, 1, [1, 2, 3, 4, 5, 6, 7, 8]);
 pub const SINGLE_TA: Uuid = Uuid::from_fields(0x7e57_0002, 2, 2, [1, 2, 3, 4, 5, 6, 7, 8]);

@@ -10,12 +10,12 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secure_world::ta::bnxt::coredump_chunk;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse};
 use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind, ShutdownReason, ShutdownReport};
 use tee_proto::{Frame, Header};
 use tee_rt::endpoint::Endpoint;
-use tee_rt::harness::{
+use tee_test_support::bnxt_image::coredump_chunk;
+use tee_test_support::hosted::{
     client_hello, connect_client, descriptor_census, start_client, FrameClient, ScratchDir,
     SecureWorldProcess, ServerProcess, COLD_BOOT,
 };
@@ -42,7 +42,7 @@ impl NicDriver {
 
 /// Starts incarnation `generation` of teed on `world` and waits for its Ready.
 fn start_teed(world: &SecureWorldProcess, generation: u32) -> ServerProcess {
-    tee_rt::harness::start_teed(world, generation, COLD_BOOT, WAIT).unwrap()
+    tee_test_support::hosted::start_teed(world, generation, COLD_BOOT, WAIT).unwrap()
 }
 
 /// Connects bnxtd's incarnation to `teed` as init does; returns bnxtd's end.

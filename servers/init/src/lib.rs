@@ -17,14 +17,10 @@
 //! supervisor never blocks on a child: every wait is a deadline.
 
 mod boot;
-/// teectl's commands (hosted operator tool).
-pub mod cli;
 mod commands;
 pub mod config;
 pub mod effect;
 mod events;
-/// The hosted process manager around the core (std, processes, sockets): not part of the core.
-pub mod host;
 mod restart;
 pub mod shutdown;
 mod supervisor;

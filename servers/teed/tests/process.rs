@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use optee_abi::mem::PhysMem;
 use optee_abi::uuid;
-use secure_world::ta::bnxt::{coredump_chunk, COPY_COREDUMP};
 use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind, ServerState, ShutdownReason};
 use tee_proto::teed::{Login, Param, TeedRequest, TeedResponse};
 use tee_proto::{Frame, Header, WireError};
 use tee_rt::endpoint::Endpoint;
-use tee_rt::harness::{
+use tee_rt::server::EXIT_INIT_GONE;
+use tee_test_support::bnxt_image::coredump_chunk;
+use tee_test_support::hosted::{
     descriptor_census, recv_frame_within, SecureWorldProcess, ServerProcess, COLD_BOOT,
 };
-use tee_rt::server::EXIT_INIT_GONE;
+use tee_test_support::secure_world::ta::bnxt::COPY_COREDUMP;
 
 const RAM_SIZE: u64 = 64 << 20;
 const WAIT: Duration = Duration::from_secs(15);

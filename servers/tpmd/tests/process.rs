@@ -18,11 +18,11 @@ use tee_proto::lifecycle::{
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse};
 use tee_proto::{Frame, Header};
 use tee_rt::endpoint::Endpoint;
-use tee_rt::harness::{
+use tee_rt::server::EXIT_INIT_GONE;
+use tee_test_support::hosted::{
     client_hello, connect_client, start_client, start_teed, FrameClient, ScratchDir,
     SecureWorldProcess, ServerProcess, COLD_BOOT,
 };
-use tee_rt::server::EXIT_INIT_GONE;
 
 const RAM_SIZE: u64 = 64 << 20;
 const WAIT: Duration = Duration::from_secs(20);

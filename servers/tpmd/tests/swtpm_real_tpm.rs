@@ -13,9 +13,9 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use libtpms::command;
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse};
 use tee_proto::Frame;
+use tee_test_support::libtpms::command;
 use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::ConsumerId;
 
@@ -28,13 +28,13 @@ use swtpm_support::{serve, Backend, Scratch, Served};
 
 /// libtpms answering every command at once, as the fTPM TA would through tpmd.
 struct RealTpm {
-    tpm: libtpms::Tpm,
+    tpm: tee_test_support::libtpms::Tpm,
     ready: Vec<(ConsumerId, Frame<TpmResponse>)>,
 }
 
 impl RealTpm {
     fn started() -> RealTpm {
-        let mut tpm = libtpms::Tpm::manufacture().unwrap();
+        let mut tpm = tee_test_support::libtpms::Tpm::manufacture().unwrap();
         let response = tpm.process(&command::startup(0)).unwrap();
         assert_eq!(command::response_code(&response), Some(0));
         RealTpm {
@@ -45,7 +45,7 @@ impl RealTpm {
 
     fn fresh() -> RealTpm {
         RealTpm {
-            tpm: libtpms::Tpm::manufacture().unwrap(),
+            tpm: tee_test_support::libtpms::Tpm::manufacture().unwrap(),
             ready: Vec::new(),
         }
     }

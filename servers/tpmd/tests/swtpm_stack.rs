@@ -13,42 +13,18 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use libtpms::command;
 use swtpm_support::tools::{
     create_primary_and_flush, esapi_context, esapi_extend_pcr16_with_ones, esapi_read_pcr16,
     extend_pcr16_with_ones, nv_round_trip, parallel_get_random, read_response, stdout, tcp_tcti,
     unix_tcti, Tpm2Target,
 };
+use tee_test_support::libtpms::command;
 
 /// What tpmd's shell reads to also serve loopback TCP.
 const SWTPM_TCP_PORT_ENV: &str = "TPMD_SWTPM_TCP_PORT";
 const TPM_RC_INITIALIZE: u32 = 0x100;
-
-/// Builds the binaries `teectl up` runs, once per test binary.
-fn ensure_binaries() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let release = exe
-            .ancestors()
-            .any(|dir| dir.file_name().is_some_and(|name| name == "release"));
-        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cargo.args(["build", "--quiet", "--bins"]);
-        for package in ["teed", "tpmd", "bnxtd", "secure-world", "teesys-init"] {
-            cargo.args(["-p", package]);
-        }
-        if release {
-            cargo.arg("--release");
-        }
-        assert!(
-            cargo.status().unwrap().success(),
-            "building the stack failed"
-        );
-    });
-}
 
 /// A loopback port whose successor is free too (data and control).
 fn free_port_pair() -> u16 {
@@ -71,7 +47,7 @@ struct SwtpmStack {
 
 impl SwtpmStack {
     fn up(name: &str) -> SwtpmStack {
-        ensure_binaries();
+        tee_test_support::hosted::ensure_stack_binaries();
         let dir = std::env::temp_dir().join(format!("tpmd-swtpm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let teectl = tee_rt::spawn::sibling_binary("teectl").unwrap();

@@ -175,7 +175,7 @@ impl NicDriver {
             (NicAsk::Load, BnxtResponse::Loaded) => self.loaded = true,
             (NicAsk::Chunk { offset }, BnxtResponse::Coredump { offset: got, data }) => {
                 let mut want = vec![0u8; data.len()];
-                secure_world::ta::bnxt::coredump_chunk(u64::from(offset), &mut want);
+                bnxt_image::coredump_chunk(u64::from(offset), &mut want);
                 if got != offset || data.len() != 4096 || data[..] != want[..] {
                     return Err(format!("bnxt: wrong coredump chunk at {offset:#x}"));
                 }

@@ -1,4 +1,4 @@
-//! bnxtd's hosted shell: the shared client shell (`tee_rt::client_shell`) driving the BNXT
+//! bnxtd's hosted shell: the shared client shell (`tee_client::hosted`) driving the BNXT
 //! service. The NIC driver speaks native `BnxtRequest` frames on the listener init hands over.
 
 use std::process::ExitCode;
@@ -7,5 +7,5 @@ use bnxtd::{BnxtService, BnxtdConfig};
 
 /// Runs bnxtd on the lifecycle endpoint init gave it.
 pub fn run() -> ExitCode {
-    tee_rt::client_shell::main::<BnxtService>(BnxtdConfig::default())
+    tee_client::hosted::main::<BnxtService>(BnxtdConfig::default())
 }

@@ -1,4 +1,4 @@
-//! tpmd's hosted shell: the shared client shell (`tee_rt::client_shell`) driving the fTPM
+//! tpmd's hosted shell: the shared client shell (`tee_client::hosted`) driving the fTPM
 //! service. Consumers speak native `TpmRequest` frames on the first listener init hands over;
 //! the swtpm socket protocol (`tpmd::swtpm`) is served on the next two (data, control) when
 //! init passes them, and on loopback TCP when [`SWTPM_TCP_PORT_ENV`] names a port.
@@ -17,7 +17,7 @@ pub const SWTPM_TCP_PORT_ENV: &str = "TPMD_SWTPM_TCP_PORT";
 
 /// Runs tpmd on the lifecycle endpoint init gave it.
 pub fn run() -> ExitCode {
-    tee_rt::client_shell::main_with::<FtpmService, _>(TpmdConfig::default(), swtpm_front_end)
+    tee_client::hosted::main_with::<FtpmService, _>(TpmdConfig::default(), swtpm_front_end)
 }
 
 /// The swtpm front-end on the listeners after the native one: data, then control.

@@ -200,7 +200,7 @@ pub fn parallel_get_random(
             thread::spawn(move || {
                 let mut stream = UnixStream::connect(path).unwrap();
                 stream.set_read_timeout(Some(read_timeout)).unwrap();
-                let get_random = libtpms::command::get_random(16);
+                let get_random = tee_test_support::libtpms::command::get_random(16);
                 let mut distinct = HashSet::new();
                 for _ in 0..commands {
                     stream.write_all(&get_random).unwrap();

@@ -19,10 +19,10 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::vec::Vec;
 
+use tee_client::hosted::front_end::FrontEndInbound;
 use tee_client::ConsumerId;
 use tee_proto::tpm::{TpmRequest, TpmResponse};
 use tee_proto::{Frame, Header, TpmInterface};
-use tee_rt::client_shell::front_end::FrontEndInbound;
 use tee_rt::event::{Interest, PollSet, Readiness, Token};
 use tracing::{debug, warn};
 
@@ -278,7 +278,7 @@ fn interest(readable: bool, writable: bool) -> Option<Interest> {
 }
 
 /// The front-end as tpmd's hosted shell drives it.
-impl tee_rt::client_shell::front_end::FrontEnd<TpmInterface> for SwtpmFrontEnd {
+impl tee_client::hosted::front_end::FrontEnd<TpmInterface> for SwtpmFrontEnd {
     fn register<'a>(&'a self, set: &mut PollSet<'a>) {
         SwtpmFrontEnd::register(self, set);
     }

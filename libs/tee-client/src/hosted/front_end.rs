@@ -1,0 +1,76 @@
+//! Consumer front-ends besides native frames (tpmd's swtpm socket protocol). A front-end owns
+//! the listener attachments after the native one and every connection accepted on them; the
+//! shell polls its descriptors, hands it the ready ones, passes the requests it decoded to the
+//! core and routes the core's answers back to it.
+
+use std::os::fd::OwnedFd;
+use std::vec::Vec;
+
+use crate::ConsumerId;
+use tee_proto::{Frame, Interface};
+
+use tee_rt::event::{PollSet, Readiness, Token};
+
+/// Requests for the core and consumers that left, as a front-end collected them.
+#[derive(Debug)]
+pub struct FrontEndInbound<Request> {
+    pub requests: Vec<(ConsumerId, Frame<Request>)>,
+    pub gone: Vec<ConsumerId>,
+}
+
+/// A consumer front-end driven by the client shell. Its tokens and consumer ids must not
+/// collide with the native side's (tokens below 2^63, consumer ids counted from 1).
+pub trait FrontEnd<I: Interface> {
+    /// Registers the front-end's descriptors for this turn.
+    fn register<'a>(&'a self, set: &mut PollSet<'a>);
+    /// Whether `token` is one of the front-end's.
+    fn owns(&self, token: Token) -> bool;
+    /// One of its descriptors is ready.
+    fn on_ready(&mut self, readiness: &Readiness);
+    /// Whether answers for `consumer` go to the front-end.
+    fn owns_consumer(&self, consumer: ConsumerId) -> bool;
+    /// The core's answer for one of its consumers.
+    fn answer(&mut self, consumer: ConsumerId, frame: &Frame<I::Response>);
+    /// What accumulated for the core since the last call.
+    fn take_inbound(&mut self) -> FrontEndInbound<I::Request>;
+}
+
+/// No front-end: listener attachments after the native one are closed.
+#[derive(Debug, Default)]
+pub struct NoFrontEnd;
+
+impl NoFrontEnd {
+    /// Builds the front-end from the extra attachments: closes them.
+    pub fn from_attachments(extra: Vec<OwnedFd>) -> std::io::Result<NoFrontEnd> {
+        if !extra.is_empty() {
+            tracing::warn!(
+                extra = extra.len(),
+                "listener attachments without a front-end closed"
+            );
+        }
+        Ok(NoFrontEnd)
+    }
+}
+
+impl<I: Interface> FrontEnd<I> for NoFrontEnd {
+    fn register<'a>(&'a self, _set: &mut PollSet<'a>) {}
+
+    fn owns(&self, _token: Token) -> bool {
+        false
+    }
+
+    fn on_ready(&mut self, _readiness: &Readiness) {}
+
+    fn owns_consumer(&self, _consumer: ConsumerId) -> bool {
+        false
+    }
+
+    fn answer(&mut self, _consumer: ConsumerId, _frame: &Frame<I::Response>) {}
+
+    fn take_inbound(&mut self) -> FrontEndInbound<I::Request> {
+        FrontEndInbound {
+            requests: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The capabilities init holds for the whole life of the stack and hands out per incarnation:
+//! the RAM file, the consumer listeners, and the way to the secure world's conduit.
+//!
+//! Listeners and the RAM file are created once and survive kexecs (a new tpmd gets the same
+//! listening socket, so consumers keep one address). A conduit is connected afresh for every
+//! teed incarnation and given to that teed alone.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use tee_proto::lifecycle::ServerKind;
+
+use crate::paths::StatePaths;
+
+/// What could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    #[error("ram file {}: {source}", path.display())]
+    Ram {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `path`, replacing a stale socket file an earlier run left behind.
+pub fn bind_fresh(path: &Path) -> Result<UnixListener, CapsError> {
+    let listen_error = |source| CapsError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(listen_error(error)),
+    }
+    UnixListener::bind(path).map_err(listen_error)
+}
+
+#[derive(Debug)]
+pub struct Capabilities {
+    ram: File,
+    tpm: UnixListener,
+    bnxt: UnixListener,
+    /// Further TPM front-ends (the swtpm data and control sockets when enabled), handed to
+    /// tpmd after the native listener, in this order.
+    tpm_extra: Vec<UnixListener>,
+    conduit: PathBuf,
+}
+
+impl Capabilities {
+    /// Opens (or creates, sparse) the RAM file and binds the consumer listeners.
+    pub fn create(paths: &StatePaths, ram_size: u64, swtpm: bool) -> Result<Self, CapsError> {
+        let ram_path = paths.ram();
+        let ram_error = |source| CapsError::Ram {
+            path: ram_path.clone(),
+            source,
+        };
+        let ram = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&ram_path)
+            .map_err(ram_error)?;
+        // Never shrink: the secure world maps the same file.
+        if ram.metadata().map_err(ram_error)?.len() < ram_size {
+            ram.set_len(ram_size).map_err(ram_error)?;
+        }
+        let mut tpm_extra = Vec::new();
+        if swtpm {
+            tpm_extra.push(bind_fresh(&paths.swtpm_sock())?);
+            tpm_extra.push(bind_fresh(&paths.swtpm_ctrl())?);
+        }
+        Ok(Capabilities {
+            ram,
+            tpm: bind_fresh(&paths.tpm_sock())?,
+            bnxt: bind_fresh(&paths.bnxt_sock())?,
+            tpm_extra,
+            conduit: paths.secure_sock(),
+        })
+    }
+
+    pub fn ram(&self) -> BorrowedFd<'_> {
+        self.ram.as_fd()
+    }
+
+    /// The listeners a client serves its consumers on (none for teed).
+    pub fn consumer_listeners(&self, kind: ServerKind) -> Vec<BorrowedFd<'_>> {
+        match kind {
+            ServerKind::Teed => Vec::new(),
+            ServerKind::Tpmd => std::iter::once(&self.tpm)
+                .chain(&self.tpm_extra)
+                .map(AsFd::as_fd)
+                .collect(),
+            ServerKind::Bnxtd => vec![self.bnxt.as_fd()],
+        }
+    }
+
+    /// A fresh SMC conduit to the secure world, for one teed incarnation.
+    pub fn connect_conduit(&self) -> io::Result<UnixStream> {
+        UnixStream::connect(&self.conduit)
+    }
+}

@@ -1,0 +1,135 @@
+//! The hosted root task: a process manager around the [`teesys_init::Supervisor`] core.
+//!
+//! The supervisor decides; this shell carries out its effects with real processes:
+//! * `Start` spawns the server binary with a fresh lifecycle endpoint; `Send` delivers the frame
+//!   with the capabilities it implies (teed's `Hello` carries a new conduit to the secure world
+//!   and the RAM file; a client's `Hello` its end of a new teed endpoint, the RAM file and its
+//!   consumer listeners; teed gets the other end with `ClientEndpoint`, and after a teed restart
+//!   every live client gets a new end with `TeedEndpoint`). init closes its copy of everything it
+//!   hands out, except the RAM file and the listeners, which outlive every boot.
+//! * `Stop` is SIGKILL and reap; `Transition` tears the normal world down and boots the next one
+//!   (a reset first asks the secure world to reset over its control socket). The secure-world
+//!   process is never started or stopped here: it outlives the normal world.
+//! * Exits are found by reaping (`try_wait`) after the lifecycle endpoint hangs up or at the
+//!   latest every poll interval, and reported per incarnation.
+//! * teectl talks to init over `init.ctl` ([`tee_proto::control`]).
+//!
+//! Everything runs on one thread around `poll(2)`; nothing blocks on a server.
+
+mod caps;
+mod control_server;
+mod event_loop;
+mod ops;
+pub mod paths;
+mod procs;
+mod shell;
+pub mod status;
+pub mod wire;
+
+use std::io;
+use std::path::PathBuf;
+
+use tee_proto::lifecycle::RamWindow;
+use teesys_init::config::{ConfigError, InitConfig, JOURNAL_LEN, JOURNAL_RESERVE, RAM_BASE};
+
+pub use caps::{bind_fresh, CapsError};
+pub use ops::{op_deadline_ms, PendingOp};
+pub use paths::{StatePaths, DEFAULT_STATE_DIR};
+pub use shell::Host;
+
+/// Names of the server binaries, in [`teesys_init::SERVERS`] order.
+pub const SERVER_BINARIES: [&str; 3] = ["teed", "tpmd", "bnxtd"];
+
+/// Why the host could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    #[error("server binary `{name}`: {source}")]
+    Binary {
+        name: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(
+        "RAM of {ram_size} bytes leaves no room beside the {JOURNAL_RESERVE}-byte journal reserve"
+    )]
+    RamTooSmall { ram_size: u64 },
+    #[error("poll failed: {0}")]
+    Poll(io::Error),
+}
+
+/// How to run the hosted stack.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub paths: StatePaths,
+    pub ram_size: u64,
+    /// Bind the swtpm data and control sockets and hand them to tpmd after its native listener.
+    pub swtpm: bool,
+    /// Where the server binaries are; default: beside this executable.
+    pub bin_dir: Option<PathBuf>,
+    pub init: InitConfig,
+}
+
+impl HostConfig {
+    pub fn new(paths: StatePaths, ram_size: u64) -> Result<Self, HostError> {
+        Ok(HostConfig {
+            paths,
+            ram_size,
+            swtpm: false,
+            bin_dir: None,
+            init: init_config_for(ram_size)?,
+        })
+    }
+}
+
+/// The supervisor configuration for a RAM of `ram_size` bytes at the usual base: shm frames
+/// everywhere but the top reserve, which holds teed's journal.
+pub fn init_config_for(ram_size: u64) -> Result<InitConfig, HostError> {
+    let shm_len = ram_size
+        .checked_sub(JOURNAL_RESERVE)
+        .filter(|len| *len > 0)
+        .ok_or(HostError::RamTooSmall { ram_size })?;
+    let config = InitConfig {
+        ram: RamWindow {
+            base: RAM_BASE,
+            len: shm_len,
+        },
+        journal: RamWindow {
+            base: RAM_BASE + shm_len,
+            len: JOURNAL_LEN,
+        },
+        ..InitConfig::default()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs the stack until an operator `Down`.
+pub fn run(config: HostConfig) -> Result<(), HostError> {
+    Host::new(config)?.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ram_gives_the_supervisor_default_windows() {
+        let config = init_config_for(8 << 30).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config, InitConfig::default());
+    }
+
+    #[test]
+    fn small_ram_keeps_the_journal_at_its_top() {
+        let config = init_config_for(64 << 20).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.ram.base + config.ram.len, config.journal.base);
+        assert_eq!(config.journal.base, RAM_BASE + (64 << 20) - JOURNAL_RESERVE);
+        assert!(matches!(
+            init_config_for(JOURNAL_RESERVE),
+            Err(HostError::RamTooSmall { .. })
+        ));
+    }
+}

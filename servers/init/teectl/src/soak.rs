@@ -1,0 +1,390 @@
+//! Long runs against a live stack, with the invariant that matters checked after every orderly
+//! step: the secure world holds nothing the live servers do not.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tee_proto::control::{
+    ControlRequest, OpKind, OpOutcome, OpReport, ServerLineState, StackPhase, StackStatus,
+};
+use tee_proto::lifecycle::{BootKind, ServerKind};
+
+use crate::stack::{server_name, Control};
+use crate::{show, CliError, Output};
+
+/// Heap the secure world may use beyond the first settled boot's figure before it counts as a
+/// leak: a cached RPC buffer or two, never a registration's page list (8 KiB for 4 MiB).
+const HEAP_SLACK_BYTES: u32 = 1024;
+
+/// What a settled, orderly booted stack must satisfy; one message per violation. teed's books
+/// are the live servers' holdings: it registers and opens on its clients' behalf, and a client's
+/// own view may lag (after a teed restart it learns on its next request that the new teed
+/// reclaimed everything).
+pub fn leaks(status: &StackStatus) -> Vec<String> {
+    let mut found = Vec::new();
+    let Some(secure) = status.secure else {
+        return vec!["the secure world did not answer".into()];
+    };
+    let teed = status.server(ServerKind::Teed);
+    if teed.state != ServerLineState::Ready {
+        found.push(format!("teed is {}", show::state(teed.state)));
+        return found;
+    }
+    let Some(teed_holds) = teed.holds else {
+        return vec!["teed did not report what it holds".into()];
+    };
+    if secure.registrations != teed_holds.registrations {
+        found.push(format!(
+            "the secure world holds {} registration(s), teed {}",
+            secure.registrations, teed_holds.registrations
+        ));
+    }
+    if secure.registered_bytes != teed_holds.registered_bytes {
+        found.push(format!(
+            "the secure world holds {} registered bytes, teed {}",
+            secure.registered_bytes, teed_holds.registered_bytes
+        ));
+    }
+    if secure.sessions != teed_holds.sessions {
+        found.push(format!(
+            "the secure world holds {} session(s), teed {}",
+            secure.sessions, teed_holds.sessions
+        ));
+    }
+    if secure.threads_suspended != 0 {
+        found.push(format!(
+            "{} secure thread(s) suspended in an RPC",
+            secure.threads_suspended
+        ));
+    }
+    found
+}
+
+/// The result of one soak, also the JSON document `--json` prints.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SoakSummary {
+    pub steps: u32,
+    pub kexecs: u32,
+    pub reboots: u32,
+    pub crashes: u32,
+    pub kills: u32,
+    pub restarts: u32,
+    pub invariant_checks: u32,
+    pub leaks: Vec<String>,
+    pub errors: Vec<String>,
+    /// The lowest and highest secure heap use seen after a checked step.
+    pub heap_min: Option<u32>,
+    pub heap_max: Option<u32>,
+    pub took_ms: u64,
+    /// Heap use first seen per holding (registrations, sessions, registered bytes): the same
+    /// holdings must cost the same heap every time, or something leaked.
+    #[serde(skip)]
+    heap_by_holdings: BTreeMap<(u32, u32, u64), u32>,
+}
+
+impl SoakSummary {
+    pub fn passed(&self) -> bool {
+        self.leaks.is_empty() && self.errors.is_empty()
+    }
+
+    /// Checks a report of an orderly step; `label` names the step in messages.
+    fn check(&mut self, label: &str, report: &OpReport) {
+        self.steps += 1;
+        if report.outcome == OpOutcome::TimedOut {
+            self.errors.push(format!("{label}: timed out"));
+            return;
+        }
+        if let Some(summary) = &report.shutdown {
+            if summary.ipc && !summary.is_clean() {
+                self.errors
+                    .push(format!("{label}: shutdown IPC not clean: {summary:?}"));
+            }
+        }
+        self.check_status(label, &report.after);
+    }
+
+    fn check_status(&mut self, label: &str, status: &StackStatus) {
+        self.invariant_checks += 1;
+        for leak in leaks(status) {
+            self.leaks.push(format!("{label}: {leak}"));
+        }
+        let Some(secure) = status.secure else {
+            return;
+        };
+        let heap = secure.heap_used;
+        self.heap_min = Some(self.heap_min.map_or(heap, |min| min.min(heap)));
+        self.heap_max = Some(self.heap_max.map_or(heap, |max| max.max(heap)));
+        let holdings = (
+            secure.registrations,
+            secure.sessions,
+            secure.registered_bytes,
+        );
+        let baseline = *self.heap_by_holdings.entry(holdings).or_insert(heap);
+        if heap > baseline.saturating_add(HEAP_SLACK_BYTES) {
+            self.leaks.push(format!(
+                "{label}: secure heap {heap} B, {} B above its first figure for the same holdings",
+                heap - baseline
+            ));
+        }
+    }
+}
+
+/// One progress line of a soak.
+fn progress(output: Output, label: &str, report: &OpReport) {
+    if output.json {
+        output.json_line(report);
+    } else {
+        say!("{}", show::progress(label, report));
+    }
+}
+
+pub fn soak_kexec(
+    control: &mut Control,
+    cycles: u32,
+    output: Output,
+) -> Result<SoakSummary, CliError> {
+    let start = Instant::now();
+    let mut summary = SoakSummary::default();
+    for cycle in 1..=cycles {
+        let label = format!("kexec {cycle}/{cycles}");
+        let report = control.op(ControlRequest::Kexec)?;
+        summary.kexecs += 1;
+        progress(output, &label, &report);
+        summary.check(&label, &report);
+    }
+    summary.took_ms = elapsed_ms(start);
+    Ok(summary)
+}
+
+/// A tiny seeded generator (SplitMix64): the soak is reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const SERVERS: [ServerKind; 3] = [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd];
+
+pub fn soak_chaos(
+    control: &mut Control,
+    seconds: u64,
+    seed: u64,
+    output: Output,
+) -> Result<SoakSummary, CliError> {
+    let start = Instant::now();
+    let limit = Duration::from_secs(seconds);
+    let mut rng = Rng(seed);
+    let mut summary = SoakSummary::default();
+    let mut step = 0u32;
+    while start.elapsed() < limit {
+        step += 1;
+        let in_crash_kernel = control
+            .status()?
+            .boot
+            .is_some_and(|boot| boot.kind == BootKind::CrashKernel);
+        // Out of the crash kernel only by kexec, as on a real machine.
+        let request = if in_crash_kernel {
+            ControlRequest::Kexec
+        } else {
+            match rng.below(100) {
+                0..=39 => ControlRequest::Kill(SERVERS[rng.below(3) as usize]),
+                40..=64 => ControlRequest::Kexec,
+                65..=74 => ControlRequest::Reboot,
+                75..=89 => ControlRequest::Crash {
+                    hard: rng.below(2) == 0,
+                },
+                _ => ControlRequest::Restart(SERVERS[rng.below(3) as usize]),
+            }
+        };
+        let report = control.op(request)?;
+        let label = format!("step {step} ({})", show::op(report.op));
+        progress(output, &label, &report);
+        match report.op {
+            OpKind::Kill(kind) => {
+                summary.kills += 1;
+                // Holdings settle once the restarted incarnation is ready: teed reclaims a
+                // dead client's, a new teed its predecessor's.
+                if report.after.phase == StackPhase::Running {
+                    summary.check(&label, &report);
+                } else {
+                    summary.steps += 1;
+                }
+                tracing::debug!(server = server_name(kind), "killed");
+            }
+            OpKind::Restart(_) => {
+                summary.restarts += 1;
+                summary.check(&label, &report);
+            }
+            OpKind::Kexec if in_crash_kernel => {
+                // Leaving the crash kernel: the new teed's journal reclaims what the crashed
+                // world left, so the invariant holds again.
+                summary.kexecs += 1;
+                summary.check(&label, &report);
+            }
+            OpKind::Kexec | OpKind::Reboot => {
+                if report.op == OpKind::Kexec {
+                    summary.kexecs += 1;
+                } else {
+                    summary.reboots += 1;
+                }
+                summary.check(&label, &report);
+            }
+            OpKind::Crash { .. } => {
+                summary.crashes += 1;
+                summary.steps += 1;
+                if report.outcome == OpOutcome::TimedOut {
+                    summary.errors.push(format!("{label}: timed out"));
+                }
+                let teed = report.after.server(ServerKind::Teed);
+                if !matches!(teed.state, ServerLineState::Held(_)) || teed.restarts != 0 {
+                    summary.errors.push(format!(
+                        "{label}: teed did not decline once in the crash kernel"
+                    ));
+                }
+            }
+            OpKind::Down => {}
+        }
+    }
+    // End in a normal boot, so the last check covers what a final crash left behind too.
+    let in_crash_kernel = control
+        .status()?
+        .boot
+        .is_some_and(|boot| boot.kind == BootKind::CrashKernel);
+    if in_crash_kernel {
+        let report = control.op(ControlRequest::Kexec)?;
+        let label = format!("final ({})", show::op(report.op));
+        progress(output, &label, &report);
+        summary.kexecs += 1;
+        summary.check(&label, &report);
+    }
+    summary.took_ms = elapsed_ms(start);
+    Ok(summary)
+}
+
+fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tee_proto::control::{Holdings, ServerLine};
+    use tee_proto::secure::SecureStats;
+
+    fn healthy() -> StackStatus {
+        let line = |kind, holds: Holdings| ServerLine {
+            kind,
+            generation: 1,
+            state: ServerLineState::Ready,
+            pid: Some(1),
+            restarts: 0,
+            operator_restarts: 0,
+            holds: Some(holds),
+        };
+        let one = |bytes| Holdings {
+            sessions: 1,
+            registrations: 1,
+            registered_bytes: bytes,
+        };
+        StackStatus {
+            phase: StackPhase::Running,
+            boot: None,
+            crash_flag: false,
+            servers: [
+                line(
+                    ServerKind::Teed,
+                    Holdings {
+                        sessions: 2,
+                        registrations: 2,
+                        registered_bytes: 8192 + (4 << 20),
+                    },
+                ),
+                line(ServerKind::Tpmd, one(8192)),
+                line(ServerKind::Bnxtd, one(4 << 20)),
+            ],
+            secure: Some(SecureStats {
+                registrations: 2,
+                registered_bytes: 8192 + (4 << 20),
+                sessions: 2,
+                heap_used: 20_000,
+                heap_capacity: 65_536,
+                threads_free: 2,
+                ..SecureStats::default()
+            }),
+            uptime_ms: 0,
+            conduit_inode: None,
+        }
+    }
+
+    #[test]
+    fn a_consistent_stack_has_no_leaks() {
+        assert_eq!(leaks(&healthy()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_registration_nobody_holds_is_a_leak() {
+        let mut status = healthy();
+        if let Some(secure) = status.secure.as_mut() {
+            secure.registrations = 3;
+            secure.registered_bytes += 4 << 20;
+        }
+        assert_eq!(leaks(&status).len(), 2);
+        let mut status = healthy();
+        if let Some(secure) = status.secure.as_mut() {
+            secure.sessions = 3;
+            secure.threads_suspended = 1;
+        }
+        assert_eq!(leaks(&status).len(), 2);
+    }
+
+    #[test]
+    fn heap_growth_beyond_the_slack_is_a_leak() {
+        let mut summary = SoakSummary::default();
+        summary.check_status("one", &healthy());
+        let mut grown = healthy();
+        if let Some(secure) = grown.secure.as_mut() {
+            secure.heap_used += HEAP_SLACK_BYTES;
+        }
+        summary.check_status("two", &grown);
+        assert!(summary.passed());
+        if let Some(secure) = grown.secure.as_mut() {
+            secure.heap_used += 8 * 1024;
+        }
+        summary.check_status("three", &grown);
+        assert_eq!(summary.leaks.len(), 1);
+        assert_eq!(summary.heap_min, Some(20_000));
+        // Fewer holdings cost less heap: a new baseline, not a leak.
+        let mut fewer = healthy();
+        if let Some(secure) = fewer.secure.as_mut() {
+            secure.registrations = 0;
+            secure.registered_bytes = 0;
+            secure.sessions = 0;
+            secure.heap_used = 19_000;
+        }
+        fewer.servers[0].holds = Some(Holdings::default());
+        summary.check_status("four", &fewer);
+        assert_eq!(summary.leaks.len(), 1);
+        assert_eq!(summary.heap_min, Some(19_000));
+    }
+
+    #[test]
+    fn the_chaos_generator_replays_from_its_seed() {
+        let draw = |seed| {
+            let mut rng = Rng(seed);
+            (0..8).map(|_| rng.below(100)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+}
