@@ -370,6 +370,7 @@ impl<T: FakeTa> Harness<T> {
             },
             ram: NO_WINDOW,
             journal: NO_WINDOW,
+            grants: tee_proto::grants::GrantKinds::NONE,
         });
     }
 

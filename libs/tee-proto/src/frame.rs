@@ -15,7 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::error::ProtoError;
 
 /// Bumped on every change to any message of any interface.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The incarnation number of a server; 0 = unknown / first contact.
 pub type Generation = u32;

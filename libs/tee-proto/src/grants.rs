@@ -125,8 +125,10 @@ pub trait Grants<H>: Sized {
     fn into_parts(self) -> (GrantKinds, GrantHandles<H>);
     /// The set back from a `Hello`'s kinds and handles. Handles of a refused set are dropped
     /// (hosted: closed).
-    fn from_parts(kinds: &GrantKinds, handles: impl IntoIterator<Item = H>)
-        -> Result<Self, GrantError>;
+    fn from_parts(
+        kinds: &GrantKinds,
+        handles: impl IntoIterator<Item = H>,
+    ) -> Result<Self, GrantError>;
 }
 
 /// What teed gets: the conduit to the secure world and normal-world RAM.
@@ -258,7 +260,10 @@ impl<H> Grants<H> for ClientGrants<H> {
         let teed = table.require(Grant::TeedEndpoint)?;
         let ram = table.require(Grant::Ram)?;
         let consumers = table.require(Grant::ConsumerListener)?;
-        let swtpm = match (table.take(Grant::SwtpmData), table.take(Grant::SwtpmControl)) {
+        let swtpm = match (
+            table.take(Grant::SwtpmData),
+            table.take(Grant::SwtpmControl),
+        ) {
             (Some(data), Some(control)) => Some(SwtpmGrants { data, control }),
             (None, None) => None,
             _ => return Err(GrantError::HalfSwtpm),

@@ -27,6 +27,7 @@ pub mod bnxt;
 pub mod control;
 pub mod error;
 pub mod frame;
+pub mod grants;
 pub mod interface;
 pub mod lifecycle;
 pub mod secure;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::frame::Generation;
+use crate::grants::GrantKinds;
 
 /// How the running normal-world boot began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +71,35 @@ pub enum ServerKind {
     Bnxtd,
 }
 
+/// One incarnation of a client server (tpmd or bnxtd), as teed tells its clients apart: a new
+/// incarnation is a new client, whatever the old one left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientId {
+    pub kind: ServerKind,
+    pub generation: Generation,
+}
+
+impl ClientId {
+    /// The id of incarnation `generation` of `kind`; `None` for teed, which is no client.
+    pub fn new(kind: ServerKind, generation: Generation) -> Option<ClientId> {
+        match kind {
+            ServerKind::Teed => None,
+            ServerKind::Tpmd | ServerKind::Bnxtd => Some(ClientId { kind, generation }),
+        }
+    }
+}
+
+impl core::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self.kind {
+            ServerKind::Teed => "teed",
+            ServerKind::Tpmd => "tpmd",
+            ServerKind::Bnxtd => "bnxtd",
+        };
+        write!(f, "{name}#{}", self.generation)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShutdownReason {
     Kexec,
@@ -84,12 +114,16 @@ pub enum InitRequest {
     /// (equal to `generation` when sent to teed), the boot facts and its RAM window. `journal`
     /// is the reserved region that survives kexec and crash entry (teed's lifecycle journal;
     /// `len` 0 for servers that keep none).
+    ///
+    /// `grants` names, in order, the capabilities that travel with the frame ([`crate::grants`]);
+    /// a core writes [`GrantKinds::NONE`] and the shell that attaches them fills it in.
     Hello {
         generation: Generation,
         teed_generation: Generation,
         boot: BootInfo,
         ram: RamWindow,
         journal: RamWindow,
+        grants: GrantKinds,
     },
     /// To teed: the endpoint of a new client incarnation travels with this frame (hosted: as
     /// SCM_RIGHTS ancillary data). Cores ignore it; the shell connects the endpoint.

@@ -130,6 +130,7 @@ mod tests {
             },
             ram: window,
             journal: window,
+            grants: tee_proto::grants::GrantKinds::NONE,
         }
     }
 

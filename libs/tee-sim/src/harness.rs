@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use optee_abi::uuid::Uuid;
 use secure_world::{Config as SecureConfig, SecureWorld};
+use tee_proto::grants::{Grants, TeedGrants};
 use tee_proto::lifecycle::{
     BootInfo, BootKind, InitRequest, ServerEvent, ServerKind, ShutdownReason,
 };
@@ -109,6 +110,12 @@ impl TeedHarness {
             boot,
             ram: layout::shm_window(),
             journal: layout::journal_window(),
+            grants: TeedGrants {
+                conduit: (),
+                ram: (),
+            }
+            .into_parts()
+            .0,
         };
         self.events.clear();
         self.teed.handle_init(
@@ -160,7 +167,7 @@ impl TeedHarness {
         let id = self.next_request;
         self.next_request += 1;
         let frame = Frame {
-            header: Header::new(client, self.teed.generation(), id),
+            header: Header::new(client.generation, self.teed.generation(), id),
             body,
         };
         self.teed.handle_client(self.now, client, frame);

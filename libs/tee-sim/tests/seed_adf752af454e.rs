@@ -6,11 +6,14 @@
 //! any SMC. teed bounds the old behaviour with its probe deadline, so the test can show it.
 #![allow(clippy::unwrap_used)]
 
-use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent};
+use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind};
 use tee_sim::TeedHarness;
-use teed::{Hardening, TeedConfig};
+use teed::{ClientId, Hardening, TeedConfig};
 
-const BNXTD: u32 = 2;
+const BNXTD: ClientId = ClientId {
+    kind: ServerKind::Bnxtd,
+    generation: 2,
+};
 
 /// A normal boot whose two secure threads are both suspended when the kernel crashes.
 fn crashed_with_threads_suspended(next: TeedConfig) -> TeedHarness {

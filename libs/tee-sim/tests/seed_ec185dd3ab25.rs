@@ -13,7 +13,12 @@ use tee_proto::WireError;
 use tee_sim::TeedHarness;
 use teed::TeedConfig;
 
-const BNXTD: u32 = 2;
+use teed::ClientId;
+
+const BNXTD: ClientId = ClientId {
+    kind: ServerKind::Bnxtd,
+    generation: 2,
+};
 
 /// Fills the secure heap with registrations, then makes `attempts` more that are refused.
 /// Returns the pages teed holds before and after the refused ones.

@@ -8,10 +8,16 @@ use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind, Shu
 use tee_proto::teed::{Param, ParamOut, TeedResponse};
 use tee_proto::WireError;
 use tee_sim::TeedHarness;
-use teed::{Hardening, TeedConfig};
+use teed::{ClientId, Hardening, TeedConfig};
 
-const TPMD: u32 = 1;
-const BNXTD: u32 = 2;
+const TPMD: ClientId = ClientId {
+    kind: ServerKind::Tpmd,
+    generation: 1,
+};
+const BNXTD: ClientId = ClientId {
+    kind: ServerKind::Bnxtd,
+    generation: 2,
+};
 
 fn harness(cfg: TeedConfig) -> TeedHarness {
     let mut h = TeedHarness::new(cfg, SecureConfig::default());
@@ -168,7 +174,14 @@ fn clients_reach_only_their_own_sessions_buffers_and_tas() {
     );
     // Unknown clients are denied outright.
     assert_eq!(
-        h.open(99, FTPM_TA).unwrap(),
+        h.open(
+            ClientId {
+                kind: ServerKind::Tpmd,
+                generation: 99
+            },
+            FTPM_TA
+        )
+        .unwrap(),
         TeedResponse::Error(WireError::Denied)
     );
 }
@@ -178,7 +191,7 @@ fn a_stale_generation_gets_server_restarted() {
     let mut h = harness(TeedConfig::new());
     h.boot(BootKind::Cold, 3).unwrap();
     let frame = tee_proto::Frame {
-        header: tee_proto::Header::new(BNXTD, 2, 77),
+        header: tee_proto::Header::new(BNXTD.generation, 2, 77),
         body: tee_proto::teed::TeedRequest::ShmAlloc { size: 4096 },
     };
     h.teed.handle_client(h.now, BNXTD, frame);

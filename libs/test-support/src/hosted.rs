@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tee_proto::grants::{ClientGrants, GrantKinds, Grants, TeedGrants};
 use tee_proto::lifecycle::{
     BootInfo, BootKind, InitRequest, RamWindow, ServerEvent, ServerKind, ShutdownReason,
     ShutdownReport,
@@ -218,7 +219,7 @@ impl SecureWorldProcess {
     }
 
     /// init's `Hello` to teed incarnation `generation` on this world (the conduit and the RAM
-    /// travel with it as descriptors).
+    /// travel with it as descriptors, named by its grants).
     pub fn teed_hello(&self, generation: Generation, boot: BootInfo) -> InitRequest {
         InitRequest::Hello {
             generation,
@@ -226,6 +227,12 @@ impl SecureWorldProcess {
             boot,
             ram: self.frame_window(),
             journal: self.journal_window(),
+            grants: TeedGrants {
+                conduit: (),
+                ram: (),
+            }
+            .into_parts()
+            .0,
         }
     }
 
@@ -345,19 +352,38 @@ fn check_request_id(expected: u32, answer: &Header) -> Result<(), HarnessError> 
     }
 }
 
-/// init's `Hello` to a client server (tpmd, bnxtd) of incarnation `generation`.
+/// init's `Hello` to a client server (tpmd, bnxtd) of incarnation `generation`, naming the
+/// grants of [`ClientGrants`] without swtpm listeners.
 pub fn client_hello(
     generation: Generation,
     teed_generation: Generation,
     boot: BootInfo,
 ) -> InitRequest {
-    InitRequest::Hello {
-        generation,
-        teed_generation,
-        boot,
-        ram: NO_WINDOW,
-        journal: NO_WINDOW,
+    let grants = ClientGrants {
+        teed: (),
+        ram: (),
+        consumers: (),
+        swtpm: None,
+    };
+    with_grants(
+        InitRequest::Hello {
+            generation,
+            teed_generation,
+            boot,
+            ram: NO_WINDOW,
+            journal: NO_WINDOW,
+            grants: GrantKinds::NONE,
+        },
+        grants.into_parts().0,
+    )
+}
+
+/// `hello` naming `kinds` as its grants.
+fn with_grants(mut hello: InitRequest, kinds: GrantKinds) -> InitRequest {
+    if let InitRequest::Hello { grants, .. } = &mut hello {
+        *grants = kinds;
     }
+    hello
 }
 
 /// The answer must be `Ready` from incarnation `generation`.
@@ -379,27 +405,28 @@ pub fn start_teed(
 ) -> Result<ServerProcess, HarnessError> {
     let conduit = world.connect_conduit()?;
     let ram = world.open_ram()?;
-    start_with_hello(
-        &sibling_binary("teed")?,
-        generation,
-        world.teed_hello(generation, boot),
-        &[conduit.as_fd(), ram.as_fd()],
-        timeout,
-    )
+    let grants = TeedGrants {
+        conduit: conduit.as_fd(),
+        ram: ram.as_fd(),
+    };
+    let (kinds, fds) = grants.into_parts();
+    let hello = with_grants(world.teed_hello(generation, boot), kinds);
+    start_with_hello(&sibling_binary("teed")?, generation, hello, &fds, timeout)
 }
 
 /// Starts `program` as init starts client incarnation `generation` (tpmd, bnxtd): its `Hello`
-/// (request id 1) carries `fds` (teed endpoint, RAM, consumer listener); waits for its `Ready`.
+/// (request id 1) carries `grants`; waits for its `Ready`.
 pub fn start_client(
     program: &Path,
     generation: Generation,
     teed_generation: Generation,
     boot: BootInfo,
-    fds: &[BorrowedFd<'_>],
+    grants: ClientGrants<BorrowedFd<'_>>,
     timeout: Duration,
 ) -> Result<ServerProcess, HarnessError> {
-    let hello = client_hello(generation, teed_generation, boot);
-    start_with_hello(program, generation, hello, fds, timeout)
+    let (kinds, fds) = grants.into_parts();
+    let hello = with_grants(client_hello(generation, teed_generation, boot), kinds);
+    start_with_hello(program, generation, hello, &fds, timeout)
 }
 
 /// Spawns `program`, sends it `hello` for incarnation `generation` with `fds` and requires its

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse};
+use tee_proto::grants::ClientGrants;
 use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind, ShutdownReason, ShutdownReport};
 use tee_proto::{Frame, Header};
 use tee_rt::endpoint::Endpoint;
@@ -75,7 +76,12 @@ fn start_bnxtd(
         BNXTD_GENERATION,
         TEED_GENERATION,
         COLD_BOOT,
-        &[teed_endpoint.as_fd(), ram.as_fd(), listener.as_fd()],
+        ClientGrants {
+            teed: teed_endpoint.as_fd(),
+            ram: ram.as_fd(),
+            consumers: listener.as_fd(),
+            swtpm: None,
+        },
         WAIT,
     )
     .unwrap();

@@ -262,6 +262,8 @@ impl Supervisor {
                 }),
             ram,
             journal,
+            // The shell that attaches the capabilities names them.
+            grants: tee_proto::grants::GrantKinds::NONE,
         }
     }
 

@@ -47,10 +47,13 @@ fn teed_hello_comes_first_and_clients_start_only_after_teed_is_ready() {
         boot,
         ram,
         journal,
+        grants,
     } = teed_hello
     else {
         unreachable!()
     };
+    // The core names no grants: the shell that attaches the capabilities does.
+    assert!(grants.is_empty());
     assert_eq!((generation, teed_generation), (1, 1));
     assert_eq!(boot.boot_id, 1);
     assert_eq!(boot.kind, BootKind::Cold);

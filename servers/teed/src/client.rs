@@ -87,7 +87,7 @@ impl<M: PhysMem> Teed<M> {
         login: Login,
     ) -> Result<(), WireError> {
         if !self.cfg.policy.allows(kind, &ta) {
-            tracing::warn!(client = reply.client, %ta, "session to a TA outside the client's grant");
+            tracing::warn!(client = %reply.client, %ta, "session to a TA outside the client's grant");
             return Err(WireError::Denied);
         }
         let mut arg = MsgArg::new(cmd::OPEN_SESSION);

@@ -11,8 +11,7 @@ use tee_proto::{Frame, Header};
 use crate::config::Millis;
 use crate::frames::Run;
 
-/// The shell's name for a client endpoint.
-pub type ClientId = u32;
+pub use tee_proto::lifecycle::ClientId;
 
 /// Names one SMC the core asked for; the shell hands it back with the returned registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -183,7 +183,12 @@ fn teed_serves_a_bnxt_client_end_to_end_and_shuts_down_clean() {
     assert!(census.others.is_empty(), "teed holds {census:?}");
 
     // Malformed and stale frames get typed answers; teed carries on.
-    client.endpoint.send(&[1, 0, 0, 0, 0xEE], &[]).unwrap();
+    // A good header (this protocol version, generations 0, request 0) before a bad body.
+    let version = tee_proto::PROTOCOL_VERSION as u8;
+    client
+        .endpoint
+        .send(&[version, 0, 0, 0, 0xEE], &[])
+        .unwrap();
     let (bad, _) = recv_frame_within::<TeedResponse>(&client.endpoint, WAIT).unwrap();
     assert_eq!(bad.body, TeedResponse::Error(WireError::BadRequest));
     let stale = Frame {

@@ -12,6 +12,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::Duration;
 
+use tee_proto::grants::ClientGrants;
 use tee_proto::lifecycle::{
     BootInfo, BootKind, ServerEvent, ServerKind, ShutdownReason, ShutdownReport,
 };
@@ -57,11 +58,30 @@ fn run(consumer: &mut TpmConsumer, bytes: &[u8]) -> TpmResponse {
     consumer.request(command(bytes)).unwrap().body
 }
 
-/// Spawns tpmd, hands it `fds` (teed endpoint, RAM, listener) with its `Hello` in `boot`, and
-/// waits for its `Ready`.
-fn start_tpmd(boot: BootInfo, fds: &[BorrowedFd<'_>]) -> ServerProcess {
+/// Spawns tpmd, grants it its teed endpoint, the RAM and its listener with its `Hello` in
+/// `boot`, and waits for its `Ready`.
+fn start_tpmd(
+    boot: BootInfo,
+    teed: BorrowedFd<'_>,
+    ram: BorrowedFd<'_>,
+    listener: BorrowedFd<'_>,
+) -> ServerProcess {
     let program = Path::new(env!("CARGO_BIN_EXE_tpmd"));
-    start_client(program, TPMD_GENERATION, TEED_GENERATION, boot, fds, WAIT).unwrap()
+    let grants = ClientGrants {
+        teed,
+        ram,
+        consumers: listener,
+        swtpm: None,
+    };
+    start_client(
+        program,
+        TPMD_GENERATION,
+        TEED_GENERATION,
+        boot,
+        grants,
+        WAIT,
+    )
+    .unwrap()
 }
 
 /// A zeroed RAM file of `len` bytes in `scratch`, opened read-write (no secure world needed).
@@ -99,10 +119,7 @@ fn tpmd_runs_tpm_commands_on_the_secure_worlds_ftpm() {
     let socket_path = scratch.path().join("tpm.sock");
     let listener = UnixListener::bind(&socket_path).unwrap();
     let ram = world.open_ram().unwrap();
-    let tpmd = start_tpmd(
-        COLD_BOOT,
-        &[tpmd_side.as_fd(), ram.as_fd(), listener.as_fd()],
-    );
+    let tpmd = start_tpmd(COLD_BOOT, tpmd_side.as_fd(), ram.as_fd(), listener.as_fd());
     drop((tpmd_side, listener, ram));
 
     let mut consumer = connect_consumer(&socket_path);
@@ -151,10 +168,7 @@ fn tpmd_in_a_crash_boot_answers_tee_unavailable_without_touching_teed() {
     let socket_path = scratch.path().join("tpm.sock");
     let listener = UnixListener::bind(&socket_path).unwrap();
 
-    let tpmd = start_tpmd(
-        CRASH_BOOT,
-        &[tpmd_side.as_fd(), ram.as_fd(), listener.as_fd()],
-    );
+    let tpmd = start_tpmd(CRASH_BOOT, tpmd_side.as_fd(), ram.as_fd(), listener.as_fd());
     drop((tpmd_side, listener, ram));
 
     let mut consumer = connect_consumer(&socket_path);

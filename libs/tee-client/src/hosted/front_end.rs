@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::vec::Vec;
 
 use crate::ConsumerId;
+use tee_proto::grants::SwtpmGrants;
 use tee_proto::{Frame, Interface};
 
 use tee_rt::event::{PollSet, Readiness, Token};
@@ -35,18 +36,15 @@ pub trait FrontEnd<I: Interface> {
     fn take_inbound(&mut self) -> FrontEndInbound<I::Request>;
 }
 
-/// No front-end: listener attachments after the native one are closed.
+/// No front-end: swtpm listeners, if granted, are closed.
 #[derive(Debug, Default)]
 pub struct NoFrontEnd;
 
 impl NoFrontEnd {
-    /// Builds the front-end from the extra attachments: closes them.
-    pub fn from_attachments(extra: Vec<OwnedFd>) -> std::io::Result<NoFrontEnd> {
-        if !extra.is_empty() {
-            tracing::warn!(
-                extra = extra.len(),
-                "listener attachments without a front-end closed"
-            );
+    /// Builds the front-end from the swtpm grants: closes them.
+    pub fn from_grants(swtpm: Option<SwtpmGrants<OwnedFd>>) -> std::io::Result<NoFrontEnd> {
+        if swtpm.is_some() {
+            tracing::warn!("swtpm listeners granted to a server without that front-end closed");
         }
         Ok(NoFrontEnd)
     }

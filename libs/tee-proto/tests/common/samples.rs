@@ -5,6 +5,7 @@
 
 use heapless::Vec as HVec;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
+use tee_proto::grants::Grant;
 use tee_proto::lifecycle::{
     BootInfo, BootKind, DeclineReason, InitRequest, RamWindow, ServerEvent, ServerKind,
     ServerState, ServerStatus, ShutdownReason, ShutdownReport,
@@ -258,6 +259,7 @@ pub fn init_requests() -> Vec<InitRequest> {
                 base: 0x3_0000_0000,
                 len: 64 << 10,
             },
+            grants: [Grant::SmcConduit, Grant::Ram].into_iter().collect(),
         });
     }
     requests.push(InitRequest::Hello {
@@ -276,6 +278,8 @@ pub fn init_requests() -> Vec<InitRequest> {
             base: M64,
             len: M64,
         },
+        // The most a Hello names: every kind once.
+        grants: Grant::ALL.into_iter().collect(),
     });
     for reason in [
         ShutdownReason::Kexec,

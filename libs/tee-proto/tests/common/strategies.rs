@@ -4,6 +4,7 @@ use heapless::Vec as HVec;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
+use tee_proto::grants::{Grant, MAX_GRANTS};
 use tee_proto::lifecycle::{
     BootInfo, BootKind, DeclineReason, InitRequest, RamWindow, ServerEvent, ServerKind,
     ServerState, ServerStatus, ShutdownReason, ShutdownReport,
@@ -158,9 +159,10 @@ pub fn init_request() -> impl Strategy<Value = InitRequest> {
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
+            proptest::collection::vec(grant(), 0..=MAX_GRANTS),
         )
             .prop_map(
-                |(generation, teed_generation, boot, base, len, journal_base)| {
+                |(generation, teed_generation, boot, base, len, journal_base, grants)| {
                     InitRequest::Hello {
                         generation,
                         teed_generation,
@@ -170,6 +172,7 @@ pub fn init_request() -> impl Strategy<Value = InitRequest> {
                             base: journal_base,
                             len,
                         },
+                        grants: grants.into_iter().collect(),
                     }
                 }
             ),
@@ -298,4 +301,9 @@ pub fn bnxt_response() -> impl Strategy<Value = BnxtResponse> {
             .prop_map(|(offset, data)| BnxtResponse::Coredump { offset, data }),
         bnxt_error().prop_map(BnxtResponse::Error),
     ]
+}
+
+/// Any grant kind.
+pub fn grant() -> impl Strategy<Value = Grant> {
+    proptest::sample::select(Grant::ALL.to_vec())
 }

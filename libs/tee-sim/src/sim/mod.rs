@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod consumers;
+mod grants;
 mod invariants;
 pub mod net;
 pub mod script;

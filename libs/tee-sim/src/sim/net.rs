@@ -11,6 +11,8 @@ use tee_proto::tpm::{TpmRequest, TpmResponse};
 use tee_proto::Frame;
 use teed::{ClientId, SmcToken};
 
+use super::grants::HelloHandles;
+
 /// A directed channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Channel {
@@ -31,7 +33,8 @@ pub enum Channel {
 /// A message in flight.
 #[derive(Debug, Clone)]
 pub enum Message {
-    Init(Frame<InitRequest>),
+    /// A frame from init, with the handles a `Hello` grants.
+    Init(Frame<InitRequest>, HelloHandles),
     Event(Frame<ServerEvent>),
     TeedRequest(Frame<TeedRequest>),
     TeedResponse(Frame<TeedResponse>),

@@ -2,13 +2,14 @@
 //! running SMCs on the secure world, and the transitions between boots.
 
 use rand::Rng;
-use tee_proto::lifecycle::{BootKind, ServerKind};
+use tee_proto::lifecycle::{BootKind, InitRequest, ServerKind};
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::{Frame, Header, WireError};
 use teed::{ClientId, Effect as TeedEffect, Teed};
 use teesys_init::{Effect as InitEffect, Transition};
 use tpmd::ConsumerId;
 
+use super::grants;
 use super::net::{Channel, Message};
 use super::{ClientProc, Sim, SimFailure};
 
@@ -38,13 +39,6 @@ fn drain_client<S: tee_client::engine::TaService>(
     }
 }
 
-fn client_id(kind: ServerKind, generation: u32) -> ClientId {
-    match kind {
-        ServerKind::Tpmd => 1_000_000 + generation,
-        _ => 2_000_000 + generation,
-    }
-}
-
 impl Sim {
     /// Carries out init's effects.
     pub(crate) fn drain_init(&mut self) -> Result<(), SimFailure> {
@@ -52,8 +46,10 @@ impl Sim {
             match effect {
                 InitEffect::Start { server, generation } => self.start(server, generation),
                 InitEffect::Stop { server } => self.stop(server),
-                InitEffect::Send { server, frame } => {
-                    self.net.push(Channel::InitTo(server), Message::Init(frame))
+                InitEffect::Send { server, mut frame } => {
+                    let handles = grants::attach(server, &mut frame);
+                    self.net
+                        .push(Channel::InitTo(server), Message::Init(frame, handles))
                 }
                 InitEffect::Transition(transition) => self.transition(transition)?,
                 InitEffect::Booted(summary) => {
@@ -85,7 +81,10 @@ impl Sim {
                 self.teed = Some(teed);
             }
             ServerKind::Tpmd => {
-                let id = client_id(server, generation);
+                let id = ClientId {
+                    kind: server,
+                    generation,
+                };
                 self.tpmd = Some(ClientProc {
                     core: tpmd::Tpmd::new(self.cfg.tpmd),
                     id,
@@ -95,7 +94,10 @@ impl Sim {
                 }
             }
             ServerKind::Bnxtd => {
-                let id = client_id(server, generation);
+                let id = ClientId {
+                    kind: server,
+                    generation,
+                };
                 self.bnxtd = Some(ClientProc {
                     core: bnxtd::Bnxtd::new(self.cfg.bnxtd),
                     id,
@@ -267,23 +269,10 @@ impl Sim {
         let now = self.now;
         let mut ram = self.ram.clone();
         match (channel, message) {
-            (Channel::InitTo(server), Message::Init(frame)) => match server {
-                ServerKind::Teed => {
-                    if let Some(t) = self.teed.as_mut() {
-                        t.handle_init(now, frame);
-                    }
-                }
-                ServerKind::Tpmd => {
-                    if let Some(p) = self.tpmd.as_mut() {
-                        p.core.handle_init(now, &mut ram, frame);
-                    }
-                }
-                ServerKind::Bnxtd => {
-                    if let Some(p) = self.bnxtd.as_mut() {
-                        p.core.handle_init(now, &mut ram, frame);
-                    }
-                }
-            },
+            (Channel::InitTo(server), Message::Init(frame, handles)) => {
+                grants::take(server, &frame, handles).map_err(|why| self.fail(why))?;
+                self.deliver_init(now, server, frame);
+            }
             (Channel::ToInit(server), Message::Event(frame)) => {
                 self.note(format!("{server:?} -> init {:?}", frame.body));
                 self.init.handle_event(now, server, frame);
@@ -352,6 +341,28 @@ impl Sim {
         }
         self.drain_teed();
         self.drain_clients()
+    }
+
+    /// A frame from init reaches the core of `server`, if it runs.
+    fn deliver_init(&mut self, now: u64, server: ServerKind, frame: Frame<InitRequest>) {
+        let mut ram = self.ram.clone();
+        match server {
+            ServerKind::Teed => {
+                if let Some(t) = self.teed.as_mut() {
+                    t.handle_init(now, frame);
+                }
+            }
+            ServerKind::Tpmd => {
+                if let Some(p) = self.tpmd.as_mut() {
+                    p.core.handle_init(now, &mut ram, frame);
+                }
+            }
+            ServerKind::Bnxtd => {
+                if let Some(p) = self.bnxtd.as_mut() {
+                    p.core.handle_init(now, &mut ram, frame);
+                }
+            }
+        }
     }
 
     fn deliver_to_client(

@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use tee_proto::grants::SwtpmGrants;
 use tee_proto::lifecycle::ServerKind;
 
 use crate::paths::StatePaths;
@@ -46,14 +47,16 @@ pub fn bind_fresh(path: &Path) -> Result<UnixListener, CapsError> {
     UnixListener::bind(path).map_err(listen_error)
 }
 
+/// A client's consumer listener and its swtpm listeners, if any.
+pub type ClientListeners<'a> = (BorrowedFd<'a>, Option<SwtpmGrants<BorrowedFd<'a>>>);
+
 #[derive(Debug)]
 pub struct Capabilities {
     ram: File,
     tpm: UnixListener,
     bnxt: UnixListener,
-    /// Further TPM front-ends (the swtpm data and control sockets when enabled), handed to
-    /// tpmd after the native listener, in this order.
-    tpm_extra: Vec<UnixListener>,
+    /// The swtpm data and control listeners, when the stack serves the swtpm protocol.
+    swtpm: Option<SwtpmGrants<UnixListener>>,
     conduit: PathBuf,
 }
 
@@ -76,16 +79,19 @@ impl Capabilities {
         if ram.metadata().map_err(ram_error)?.len() < ram_size {
             ram.set_len(ram_size).map_err(ram_error)?;
         }
-        let mut tpm_extra = Vec::new();
-        if swtpm {
-            tpm_extra.push(bind_fresh(&paths.swtpm_sock())?);
-            tpm_extra.push(bind_fresh(&paths.swtpm_ctrl())?);
-        }
+        let swtpm = if swtpm {
+            Some(SwtpmGrants {
+                data: bind_fresh(&paths.swtpm_sock())?,
+                control: bind_fresh(&paths.swtpm_ctrl())?,
+            })
+        } else {
+            None
+        };
         Ok(Capabilities {
             ram,
             tpm: bind_fresh(&paths.tpm_sock())?,
             bnxt: bind_fresh(&paths.bnxt_sock())?,
-            tpm_extra,
+            swtpm,
             conduit: paths.secure_sock(),
         })
     }
@@ -94,15 +100,19 @@ impl Capabilities {
         self.ram.as_fd()
     }
 
-    /// The listeners a client serves its consumers on (none for teed).
-    pub fn consumer_listeners(&self, kind: ServerKind) -> Vec<BorrowedFd<'_>> {
+    /// The listener a client serves its consumers on, and tpmd's swtpm listeners when the
+    /// stack serves the swtpm protocol; `None` for teed, which serves no consumers.
+    pub fn consumer_listeners(&self, kind: ServerKind) -> Option<ClientListeners<'_>> {
         match kind {
-            ServerKind::Teed => Vec::new(),
-            ServerKind::Tpmd => std::iter::once(&self.tpm)
-                .chain(&self.tpm_extra)
-                .map(AsFd::as_fd)
-                .collect(),
-            ServerKind::Bnxtd => vec![self.bnxt.as_fd()],
+            ServerKind::Teed => None,
+            ServerKind::Tpmd => Some((
+                self.tpm.as_fd(),
+                self.swtpm.as_ref().map(|s| SwtpmGrants {
+                    data: s.data.as_fd(),
+                    control: s.control.as_fd(),
+                }),
+            )),
+            ServerKind::Bnxtd => Some((self.bnxt.as_fd(), None)),
         }
     }
 

@@ -5,6 +5,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use tee_proto::grants::{ClientGrants, Grants, TeedGrants};
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
 use tee_proto::secure::SecureStats;
 use tee_proto::{Frame, Generation, Header};
@@ -230,7 +231,7 @@ impl Host {
         }
     }
 
-    /// teed's Hello carries a new conduit and the RAM file; then every live client is linked
+    /// teed's Hello grants a new conduit and the RAM file; then every live client is linked
     /// to the new teed.
     fn hello_teed(&mut self, frame: &Frame<InitRequest>) {
         let teed = server_index(ServerKind::Teed);
@@ -252,7 +253,11 @@ impl Host {
         };
         self.conduit_inode = socket_inode(conduit.as_fd());
         if let Some(process) = &self.procs[teed] {
-            send_or_log(process, frame, &[conduit.as_fd(), self.caps.ram()]);
+            let grants = TeedGrants {
+                conduit: conduit.as_fd(),
+                ram: self.caps.ram(),
+            };
+            send_hello(process, frame, grants);
         }
         // init's copy of the conduit closes here: teed holds the only one.
         drop(conduit);
@@ -261,7 +266,7 @@ impl Host {
         }
     }
 
-    /// A client's Hello carries its end of a new teed endpoint, the RAM file and its listeners.
+    /// A client's Hello grants its end of a new teed endpoint, the RAM file and its listeners.
     fn hello_client(&mut self, client: ServerKind, frame: &Frame<InitRequest>) {
         let (teed_end, client_end) = match Endpoint::pair() {
             Ok(pair) => pair,
@@ -274,9 +279,16 @@ impl Host {
             return;
         };
         let generation = process.generation;
-        let mut fds = vec![client_end.as_fd(), self.caps.ram()];
-        fds.extend(self.caps.consumer_listeners(client));
-        send_or_log(process, frame, &fds);
+        let Some((consumers, swtpm)) = self.caps.consumer_listeners(client) else {
+            return;
+        };
+        let grants = ClientGrants {
+            teed: client_end.as_fd(),
+            ram: self.caps.ram(),
+            consumers,
+            swtpm,
+        };
+        send_hello(process, frame, grants);
         drop(client_end);
         self.give_teed_endpoint(client, generation, teed_end);
     }
@@ -423,6 +435,20 @@ fn reap(process: ServerProcess) {
     if let Err(error) = process.kill_and_reap() {
         tracing::warn!(?kind, %error, "kill failed");
     }
+}
+
+/// Sends `Hello` with `grants`, naming them in the frame.
+fn send_hello<'a>(
+    process: &ServerProcess,
+    frame: &Frame<InitRequest>,
+    grants: impl Grants<BorrowedFd<'a>>,
+) {
+    let (kinds, fds) = grants.into_parts();
+    let mut frame = frame.clone();
+    if let InitRequest::Hello { grants, .. } = &mut frame.body {
+        *grants = kinds;
+    }
+    send_or_log(process, &frame, &fds);
 }
 
 fn send_or_log(process: &ServerProcess, frame: &Frame<InitRequest>, fds: &[BorrowedFd<'_>]) {

@@ -1,12 +1,13 @@
 //! tpmd's hosted shell: the shared client shell (`tee_client::hosted`) driving the fTPM
-//! service. Consumers speak native `TpmRequest` frames on the first listener init hands over;
-//! the swtpm socket protocol (`tpmd::swtpm`) is served on the next two (data, control) when
-//! init passes them, and on loopback TCP when [`SWTPM_TCP_PORT_ENV`] names a port.
+//! service. Consumers speak native `TpmRequest` frames on the consumer listener init grants;
+//! the swtpm socket protocol (`tpmd::swtpm`) is served on the swtpm listeners (data, control) when
+//! init grants them, and on loopback TCP when [`SWTPM_TCP_PORT_ENV`] names a port.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 
+use tee_proto::grants::SwtpmGrants;
 use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::{FtpmService, TpmdConfig};
 
@@ -20,23 +21,12 @@ pub fn run() -> ExitCode {
     tee_client::hosted::main_with::<FtpmService, _>(TpmdConfig::default(), swtpm_front_end)
 }
 
-/// The swtpm front-end on the listeners after the native one: data, then control.
-fn swtpm_front_end(listeners: Vec<OwnedFd>) -> io::Result<SwtpmFrontEnd> {
-    let mut listeners = listeners.into_iter();
-    let mut front_end = match (listeners.next(), listeners.next()) {
-        (Some(data), Some(control)) => SwtpmFrontEnd::from_unix_fds(data, control)?,
-        (None, _) => SwtpmFrontEnd::new(),
-        (Some(_), None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "swtpm data listener without a control listener",
-            ))
-        }
+/// The swtpm front-end on the listeners init granted (data and control), if any.
+fn swtpm_front_end(swtpm: Option<SwtpmGrants<OwnedFd>>) -> io::Result<SwtpmFrontEnd> {
+    let mut front_end = match swtpm {
+        Some(SwtpmGrants { data, control }) => SwtpmFrontEnd::from_unix_fds(data, control)?,
+        None => SwtpmFrontEnd::new(),
     };
-    let unused = listeners.count();
-    if unused > 0 {
-        tracing::warn!(unused, "listener attachments without a front-end closed");
-    }
     if let Some(port) = std::env::var_os(SWTPM_TCP_PORT_ENV) {
         // TCP is an extra; tpmd serves without it rather than decline.
         match port.to_str().and_then(|port| port.parse::<u16>().ok()) {
