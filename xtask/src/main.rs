@@ -1,8 +1,10 @@
-//! `cargo xtask`: the project's own build tasks, needing nothing but cargo.
+//! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
+//! `cargo metadata`).
 //!
 //! Subcommands: `test [--soak]`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`.
 
 mod flags;
+mod metadata;
 mod prereq;
 mod run;
 mod test_cmd;

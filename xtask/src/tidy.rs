@@ -2,7 +2,9 @@
 //!
 //! * Sans-IO core crates name no clock, socket, thread or process from std: their shells do.
 //! * No file carries an absolute path of the machine it was written on.
+//! * Crates depend on each other only along the layering rules ([`layering::RULES`]).
 
+mod layering;
 mod matchers;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     let mut problems = Vec::new();
     check_core_crates(root, &mut problems)?;
     check_absolute_paths(root, &mut problems)?;
+    check_layering(root, &mut problems)?;
     if problems.is_empty() {
         println!("tidy: ok");
         return Ok(());
@@ -44,6 +47,14 @@ fn check_core_crates(root: &Path, problems: &mut Vec<String>) -> Result<(), Stri
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn check_layering(root: &Path, problems: &mut Vec<String>) -> Result<(), String> {
+    let metadata = crate::metadata::load(root)?;
+    for violation in layering::check(&metadata, layering::RULES) {
+        problems.push(format!("layering: {violation}"));
     }
     Ok(())
 }
