@@ -30,6 +30,7 @@ pub mod frame;
 pub mod interface;
 pub mod lifecycle;
 pub mod secure;
+mod shared;
 pub mod teed;
 pub mod tpm;
 
