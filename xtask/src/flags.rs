@@ -1,11 +1,12 @@
-//! Command-line parsing, kept by hand so xtask builds without dependencies.
+//! Command-line parsing, kept by hand so xtask builds with no more than one small dependency.
 
 pub const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--soak]   prerequisites, fmt, tidy, clippy, tests (--soak sets TEESYS_SOAK=1)
+  test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests (--soak sets TEESYS_SOAK=1)
   tidy            repository rules only
+  cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
   qemu            not yet built";
@@ -15,6 +16,7 @@ pub enum Command {
     Help,
     Test { soak: bool },
     Tidy,
+    Cross,
     Demo { args: Vec<String> },
     Bench,
     Qemu,
@@ -44,6 +46,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             args: rest.to_vec(),
         }),
         "tidy" => no_extra_args(Command::Tidy),
+        "cross" => no_extra_args(Command::Cross),
         "bench" => no_extra_args(Command::Bench),
         "qemu" => no_extra_args(Command::Qemu),
         other => Err(format!("unknown command `{other}`")),
@@ -72,6 +75,7 @@ mod tests {
             Command::Test { soak: true }
         );
         assert_eq!(parse_words(&["tidy"]).unwrap(), Command::Tidy);
+        assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
         assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
     }
@@ -95,5 +99,8 @@ mod tests {
             .unwrap_err()
             .contains("--fast"));
         assert!(parse_words(&["qemu", "now"]).unwrap_err().contains("now"));
+        assert!(parse_words(&["cross", "--debug"])
+            .unwrap_err()
+            .contains("--debug"));
     }
 }

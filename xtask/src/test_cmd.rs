@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::run::{cargo, CommandExt};
-use crate::{prereq, tidy};
+use crate::{cross, prereq, tidy};
 
 /// Environment variable that tests read to decide whether to run their long soaks.
 pub const SOAK_ENV: &str = "TEESYS_SOAK";
@@ -56,6 +56,11 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        // Compile-only and quick once warm, so a board-only break shows before the long tests.
+        name: "cross",
+        run: |root, _| cross::run(root),
+    },
+    Step {
         name: "test",
         run: |root, soak| {
             let mut command = cargo(root);
@@ -90,7 +95,15 @@ mod tests {
         let names: Vec<&str> = STEPS.iter().map(|step| step.name).collect();
         assert_eq!(
             names,
-            ["prerequisites", "fmt", "tidy", "clippy", "build", "test"]
+            [
+                "prerequisites",
+                "fmt",
+                "tidy",
+                "clippy",
+                "build",
+                "cross",
+                "test"
+            ]
         );
     }
 }

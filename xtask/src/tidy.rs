@@ -2,7 +2,11 @@
 //!
 //! * Sans-IO core crates name no clock, socket, thread or process from std: their shells do.
 //! * No file carries an absolute path of the machine it was written on.
+//! * Crates depend on each other only along the layering rules ([`layering::RULES`]).
+//! * The files of a crate do not import each other in a circle ([`circles::CIRCLE_DIRS`]).
 
+mod circles;
+mod layering;
 mod matchers;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ pub fn run(root: &Path) -> Result<(), String> {
     let mut problems = Vec::new();
     check_core_crates(root, &mut problems)?;
     check_absolute_paths(root, &mut problems)?;
+    check_layering(root, &mut problems)?;
+    check_import_circles(root, &mut problems)?;
     if problems.is_empty() {
         println!("tidy: ok");
         return Ok(());
@@ -43,6 +49,34 @@ fn check_core_crates(root: &Path, problems: &mut Vec<String>) -> Result<(), Stri
                     found.line, found.module
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+fn check_layering(root: &Path, problems: &mut Vec<String>) -> Result<(), String> {
+    let metadata = crate::metadata::load(root)?;
+    for violation in layering::check(&metadata, layering::RULES) {
+        problems.push(format!("layering: {violation}"));
+    }
+    Ok(())
+}
+
+fn check_import_circles(root: &Path, problems: &mut Vec<String>) -> Result<(), String> {
+    for dir in circles::CIRCLE_DIRS {
+        let folder = root.join(dir);
+        let mut paths = Vec::new();
+        collect_rust_files(&folder, &mut paths)?;
+        let mut files = Vec::new();
+        for path in paths {
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let relative = path.strip_prefix(&folder).unwrap_or(&path);
+            let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+            files.push((parts.join("/"), source));
+        }
+        for circle in circles::find_circles(&files) {
+            problems.push(format!("{dir}: {circle}"));
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{FramePart, Generation};
+use crate::shared::{FramePart, Generation};
 
 /// A frame could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -8,17 +8,13 @@
 //! e.g. a client's first contact. A frame whose `to_generation` is neither 0 nor the receiver's
 //! own was meant for a predecessor and is answered with "server restarted".
 
-use core::fmt;
-
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::ProtoError;
+pub use crate::shared::{FramePart, Generation};
 
 /// Bumped on every change to any message of any interface.
 pub const PROTOCOL_VERSION: u16 = 2;
-
-/// The incarnation number of a server; 0 = unknown / first contact.
-pub type Generation = u32;
 
 /// Upper bound on the encoded size of any frame of any interface: the largest bodies carry
 /// 4096 data bytes (a TPM command or a coredump chunk), and the header and fields around them
@@ -65,23 +61,6 @@ impl Header {
 pub struct Frame<T> {
     pub header: Header,
     pub body: T,
-}
-
-/// Which part of a frame failed to decode. A receiver that got a good header and a bad body can
-/// still address an error reply to the header's `request_id` (see [`decode_header`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FramePart {
-    Header,
-    Body,
-}
-
-impl fmt::Display for FramePart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FramePart::Header => f.write_str("header"),
-            FramePart::Body => f.write_str("body"),
-        }
-    }
 }
 
 /// Encodes `frame` into `buf` and returns the used prefix.

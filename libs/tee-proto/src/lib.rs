@@ -31,6 +31,7 @@ pub mod grants;
 pub mod interface;
 pub mod lifecycle;
 pub mod secure;
+mod shared;
 pub mod teed;
 pub mod tpm;
 

@@ -4,6 +4,9 @@ use tee_proto::lifecycle::{BootInfo, DeclineReason, InitRequest, ServerKind, Shu
 use tee_proto::{Frame, Generation, WireError};
 
 use crate::view::Phase;
+// Defined at the root, so view.rs and shutdown.rs need not import this file, which imports
+// view.rs; re-exported to keep its path here.
+pub use crate::Transition;
 
 /// One action for the shell, drained from [`crate::Supervisor::poll`] in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,17 +33,6 @@ pub enum Effect {
     Booted(BootSummary),
     /// Something worth a line in the report.
     Notice(Notice),
-}
-
-/// How the normal world ends, and so which kind the next boot is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// Load the next kernel; the secure world keeps its state. Next boot: `Kexec`.
-    Kexec,
-    /// Machine reset; the secure world restarts as well. Next boot: `Reset`.
-    Reset,
-    /// Enter the crash kernel with the crash flag raised. Next boot: `CrashKernel`.
-    EnterCrashKernel,
 }
 
 /// How a server's start ended for this boot.

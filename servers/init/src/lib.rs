@@ -27,9 +27,7 @@ mod supervisor;
 pub mod view;
 
 pub use config::{ConfigError, InitConfig, RestartPolicy};
-pub use effect::{
-    BootSummary, Effect, Notice, OperatorRequest, ServerSummary, StartOutcome, Transition,
-};
+pub use effect::{BootSummary, Effect, Notice, OperatorRequest, ServerSummary, StartOutcome};
 pub use shutdown::{ServerShutdown, ShutdownOutcome, ShutdownResult, SkipReason};
 pub use supervisor::Supervisor;
 pub use view::{Phase, ServerView, SupervisedState, SupervisorView};
@@ -42,6 +40,17 @@ pub const INIT_GENERATION: Generation = 1;
 
 /// Every supervised server, in start order; also the order of per-server arrays.
 pub const SERVERS: [ServerKind; 3] = [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd];
+
+/// How the normal world ends, and so which kind the next boot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Load the next kernel; the secure world keeps its state. Next boot: `Kexec`.
+    Kexec,
+    /// Machine reset; the secure world restarts as well. Next boot: `Reset`.
+    Reset,
+    /// Enter the crash kernel with the crash flag raised. Next boot: `CrashKernel`.
+    EnterCrashKernel,
+}
 
 /// Position of `server` in [`SERVERS`] and in every per-server array of this crate.
 pub fn server_index(server: ServerKind) -> usize {

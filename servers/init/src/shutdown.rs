@@ -6,8 +6,7 @@
 use tee_proto::lifecycle::{ServerKind, ShutdownReason, ShutdownReport};
 use tee_proto::WireError;
 
-use crate::effect::Transition;
-use crate::{server_index, SERVERS};
+use crate::{server_index, Transition, SERVERS};
 
 /// Why a server was not asked to shut down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,8 @@
 use tee_proto::lifecycle::{BootInfo, DeclineReason, ServerKind};
 use tee_proto::Generation;
 
-use crate::effect::Transition;
-use crate::server_index;
 use crate::shutdown::ShutdownOutcome;
+use crate::{server_index, Transition};
 
 /// Where the supervisor is in the life of a normal world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

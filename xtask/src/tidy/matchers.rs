@@ -69,12 +69,13 @@ pub fn absolute_path_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
-fn is_ident_byte(b: u8) -> bool {
+pub(super) fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// After `std` at `from`: skips `\s*::\s*` and returns the position after it.
-fn skip_path_separator(bytes: &[u8], from: usize) -> Option<usize> {
+/// After a word ending at `from` (`std`, `crate`, ..): skips `\s*::\s*` and returns the
+/// position after it.
+pub(super) fn skip_path_separator(bytes: &[u8], from: usize) -> Option<usize> {
     let at = skip_whitespace(bytes, from);
     if bytes.get(at..at + 2) != Some(b"::") {
         return None;
@@ -82,19 +83,21 @@ fn skip_path_separator(bytes: &[u8], from: usize) -> Option<usize> {
     Some(skip_whitespace(bytes, at + 2))
 }
 
-fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+pub(super) fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
     while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
         at += 1;
     }
     at
 }
 
-fn ident_at(code: &str, at: usize) -> &str {
-    let len = code.as_bytes()[at..]
+/// The identifier starting at `at` (empty if none); never slices inside a UTF-8 character.
+pub(super) fn ident_at(code: &str, at: usize) -> &str {
+    let len = code.as_bytes()[at.min(code.len())..]
         .iter()
         .take_while(|b| is_ident_byte(**b))
         .count();
-    &code[at..at + len]
+    // Identifier bytes are ASCII, so a non-empty match starts and ends on character boundaries.
+    code.get(at..at + len).unwrap_or("")
 }
 
 /// The first path segment of each item in the `{..}` group opening at `open`.
@@ -131,13 +134,13 @@ fn group_heads(code: &str, open: usize) -> Vec<(usize, &str)> {
     heads
 }
 
-fn line_of(code: &str, at: usize) -> usize {
+pub(super) fn line_of(code: &str, at: usize) -> usize {
     code[..at].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 /// Replaces comments and string and char literals with spaces, keeping every newline and byte
 /// offset, so matches inside them vanish and line numbers stay true.
-fn blank_comments_and_literals(source: &str) -> String {
+pub(super) fn blank_comments_and_literals(source: &str) -> String {
     let bytes = source.as_bytes();
     let mut out = bytes.to_vec();
     let mut at = 0;
