@@ -7,93 +7,22 @@
 //! deadline: a server that does not answer shows no holdings).
 
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
-use tee_proto::control::{
-    ControlInterface, ControlRequest, ControlResponse, Holdings, OpKind, OpOutcome, OpReport,
-    ShutdownSummary,
-};
+use tee_proto::control::{ControlInterface, ControlResponse, OpKind, OpReport};
 use tee_proto::lifecycle::{InitRequest, ServerStatus};
-use tee_proto::secure::SecureStats;
 use tee_proto::{accept_request, Frame, Header, Incoming, WireError, FRAME_MAX};
 use tee_rt::framing::{read_frame, FrameError};
 
+use crate::control_state::{
+    op_kind, ActiveOp, PendingReply, ReplyBody, StatusQuery, CONTROL_GENERATION,
+    CONTROL_IO_TIMEOUT, STATUS_QUERY_MS,
+};
 use crate::ops::PendingOp;
 use crate::shell::Host;
 use crate::status::{holdings, shutdown_summary, stack_status, HostFacts};
 use crate::wire::send_frame;
 use teesys_init::view::{Phase, SupervisedState};
 use teesys_init::{server_index, INIT_GENERATION, SERVERS};
-
-/// How long a peer may take to deliver a frame it started, or to take our answer.
-const CONTROL_IO_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long servers get to answer `Status` for a report.
-const STATUS_QUERY_MS: u64 = 500;
-
-/// init's control requests speak for init itself, which has one generation.
-const CONTROL_GENERATION: u32 = INIT_GENERATION;
-
-/// An operation waiting to run its course.
-#[derive(Debug)]
-pub(crate) struct ActiveOp {
-    pub pending: PendingOp,
-    conn: UnixStream,
-    request: Header,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum ReplyBody {
-    Status,
-    Op {
-        op: OpKind,
-        outcome: OpOutcome,
-        took_ms: u64,
-        left: Option<Box<SecureStats>>,
-        shutdown: Option<ShutdownSummary>,
-    },
-}
-
-/// Answers to `Status` the host is collecting for one reply.
-#[derive(Debug, Clone, Copy)]
-struct StatusQuery {
-    /// The request id sent to each server, `None` when none was sent.
-    ids: [Option<u32>; 3],
-    holds: [Option<Holdings>; 3],
-    deadline: u64,
-}
-
-impl StatusQuery {
-    fn complete(&self, now: u64) -> bool {
-        now >= self.deadline
-            || self
-                .ids
-                .iter()
-                .zip(&self.holds)
-                .all(|(id, held)| id.is_none() || held.is_some())
-    }
-}
-
-/// A reply waiting for its status.
-#[derive(Debug)]
-pub(crate) struct PendingReply {
-    conn: UnixStream,
-    request: Header,
-    body: ReplyBody,
-    query: StatusQuery,
-}
-
-fn op_kind(request: ControlRequest) -> Option<OpKind> {
-    Some(match request {
-        ControlRequest::Status => return None,
-        ControlRequest::Kexec => OpKind::Kexec,
-        ControlRequest::Reboot => OpKind::Reboot,
-        ControlRequest::Crash { hard } => OpKind::Crash { hard },
-        ControlRequest::Restart(kind) => OpKind::Restart(kind),
-        ControlRequest::Kill(kind) => OpKind::Kill(kind),
-        ControlRequest::Down => OpKind::Down,
-    })
-}
 
 impl Host {
     /// A new teectl connection.

@@ -18,6 +18,7 @@
 
 mod caps;
 mod control_server;
+mod control_state;
 mod event_loop;
 mod ops;
 pub mod paths;

@@ -12,7 +12,7 @@ use tee_proto::{Frame, Generation, Header};
 use tee_rt::endpoint::Endpoint;
 
 use crate::caps::{bind_fresh, Capabilities};
-use crate::control_server::{ActiveOp, PendingReply};
+use crate::control_state::{ActiveOp, PendingReply};
 use crate::procs::{Received, ServerProcess};
 use crate::wire::SecureClient;
 use crate::{HostConfig, HostError, StatePaths, SERVER_BINARIES};
