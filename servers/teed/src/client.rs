@@ -16,7 +16,7 @@ use tee_proto::{Header, WireError};
 
 use crate::config::Millis;
 use crate::core::Phase;
-use crate::engine::{close_msg, register_msg, run_pages, unregister_msg, Outcome};
+use crate::engine::{run_pages, Outcome};
 use crate::journal::{owner_tag, EntryState};
 use crate::types::{ClientId, OutKind, Purpose, ReplyTo, Session, Shm, ShmState};
 use crate::Teed;
@@ -242,7 +242,7 @@ impl<M: PhysMem> Teed<M> {
                 journal_slot,
             },
         );
-        let arg = register_msg(list.pa, u64::from(size), cookie);
+        let arg = MsgArg::register_shm(list.pa, u64::from(size), cookie);
         if let Err(error) = self.submit_msg(
             now,
             Purpose::Register {
@@ -312,7 +312,7 @@ impl<M: PhysMem> Teed<M> {
         s.state = ShmState::Unregistering;
         let (cookie, slot) = (s.cookie, s.journal_slot);
         self.journal_registration(slot, EntryState::Removing);
-        let arg = unregister_msg(cookie);
+        let arg = MsgArg::unregister_shm(cookie);
         if let Err(error) = self.submit_msg(now, Purpose::Unregister { shm, reply }, &arg) {
             if let Some(s) = self.shms.get_mut(&shm) {
                 s.state = previous;
@@ -334,7 +334,7 @@ impl<M: PhysMem> Teed<M> {
         if let Err(error) = self.submit_msg(
             now,
             Purpose::CloseSession { session, reply },
-            &close_msg(session),
+            &MsgArg::close_session(session),
         ) {
             if let Some(s) = self.sessions.get_mut(&session) {
                 s.closing = false;

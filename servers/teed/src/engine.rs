@@ -6,7 +6,7 @@
 //! two of them.
 
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
-use optee_abi::msg::{cmd, rpc_cmd, Direction, MsgArg, Param};
+use optee_abi::msg::{rpc_cmd, Direction, MsgArg, Param};
 use optee_abi::pagelist::{list_pages_needed, write_page_list};
 use optee_abi::smc::{func, ret, rpc, split_u64, Regs, RpcRequest};
 use optee_abi::teec;
@@ -342,7 +342,7 @@ impl<M: PhysMem> Teed<M> {
             (
                 rpc_cmd::NOTIFICATION,
                 Some(Param::Value {
-                    a: NOTIFICATION_WAIT,
+                    a: rpc_cmd::NOTIFICATION_WAIT,
                     b: key,
                     ..
                 }),
@@ -355,7 +355,7 @@ impl<M: PhysMem> Teed<M> {
             (
                 rpc_cmd::NOTIFICATION,
                 Some(Param::Value {
-                    a: NOTIFICATION_SEND,
+                    a: rpc_cmd::NOTIFICATION_SEND,
                     b: key,
                     ..
                 }),
@@ -416,7 +416,7 @@ impl<M: PhysMem> Teed<M> {
             self.frames.free(list);
             return false;
         }
-        let arg = register_msg(list.pa, buf.run.bytes(), cookie);
+        let arg = MsgArg::register_shm(list.pa, buf.run.bytes(), cookie);
         match self.submit_msg(
             now,
             Purpose::RegisterPrivate {
@@ -445,7 +445,7 @@ impl<M: PhysMem> Teed<M> {
         cookie: u64,
         answer: Regs,
     ) -> bool {
-        let arg = unregister_msg(cookie);
+        let arg = MsgArg::unregister_shm(cookie);
         match self.submit_msg(now, Purpose::UnregisterPrivate { parent, cookie }, &arg) {
             Ok(_) => {
                 self.park_for_child(parent, answer);
@@ -486,11 +486,6 @@ impl<M: PhysMem> Teed<M> {
     }
 }
 
-/// NOTIFICATION value a: wait for the key in b (optee_rpc_cmd.h).
-const NOTIFICATION_WAIT: u64 = 0;
-/// NOTIFICATION value a: wake whoever waits for the key in b.
-const NOTIFICATION_SEND: u64 = 1;
-
 /// What an RPC command asks of the resumption.
 enum CmdOutcome {
     /// Resume at once.
@@ -500,40 +495,6 @@ enum CmdOutcome {
     /// NOTIFICATION WAIT: resume when the key is sent (or, bounded, at the wait deadline: a
     /// waiter woken early checks again, which OP-TEE allows).
     WaitNotification { key: u64 },
-}
-
-/// REGISTER_SHM of a buffer described by the page list at `list_pa` (offset 0).
-pub(crate) fn register_msg(list_pa: u64, size: u64, cookie: u64) -> MsgArg {
-    let mut arg = MsgArg::new(cmd::REGISTER_SHM);
-    // Cannot fail: one param.
-    let _ = arg.push(Param::Tmem {
-        dir: Direction::Out,
-        buf_ptr: list_pa,
-        size,
-        shm_ref: cookie,
-        noncontig: true,
-        meta: false,
-    });
-    arg
-}
-
-/// UNREGISTER_SHM of `cookie`.
-pub(crate) fn unregister_msg(cookie: u64) -> MsgArg {
-    let mut arg = MsgArg::new(cmd::UNREGISTER_SHM);
-    let _ = arg.push(Param::Rmem {
-        dir: Direction::In,
-        offs: 0,
-        size: 0,
-        shm_ref: cookie,
-    });
-    arg
-}
-
-/// CLOSE_SESSION of `session`.
-pub(crate) fn close_msg(session: u32) -> MsgArg {
-    let mut arg = MsgArg::new(cmd::CLOSE_SESSION);
-    arg.session = session;
-    arg
 }
 
 /// The page addresses of a run.

@@ -14,7 +14,7 @@ use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow, ServerE
 
 use crate::config::Millis;
 use crate::core::{ArgSlots, FastCall, Pending, Phase};
-use crate::engine::{close_msg, unregister_msg, Outcome};
+use crate::engine::Outcome;
 use crate::frames::FrameAllocator;
 use crate::journal::{self, EntryState, Journal, Leftover};
 use crate::types::Purpose;
@@ -236,12 +236,12 @@ impl<M: PhysMem> Teed<M> {
                 Leftover::Registration { slot, cookie, .. } => self.submit_msg(
                     now,
                     Purpose::ReclaimRegistration { journal_slot: slot },
-                    &unregister_msg(cookie),
+                    &MsgArg::unregister_shm(cookie),
                 ),
                 Leftover::Session { slot, session, .. } => self.submit_msg(
                     now,
                     Purpose::ReclaimSession { journal_slot: slot },
-                    &close_msg(session),
+                    &MsgArg::close_session(session),
                 ),
                 Leftover::OpeningSession { .. } => continue,
             };
