@@ -14,9 +14,10 @@ use tee_proto::lifecycle::ServerKind;
 use tee_proto::teed::{Login, Param, ParamOut, SessionId, ShmId, TeedRequest, TeedResponse};
 use tee_proto::{Header, WireError};
 
+use crate::call::Outcome;
 use crate::config::Millis;
 use crate::core::Phase;
-use crate::engine::{run_pages, Outcome};
+use crate::engine::run_pages;
 use crate::journal::{owner_tag, EntryState};
 use crate::types::{ClientId, OutKind, Purpose, ReplyTo, Session, Shm, ShmState};
 use crate::Teed;

@@ -12,6 +12,7 @@ use tee_proto::lifecycle::{
 use tee_proto::teed::{ShmId, TeedRequest, TeedResponse};
 use tee_proto::{Frame, Generation, Header, WireError};
 
+use crate::call::Pending;
 use crate::config::{Millis, TeedConfig};
 use crate::frames::FrameAllocator;
 use crate::journal::Journal;
@@ -21,26 +22,6 @@ use crate::types::{
     Call, CallId, CallStatus, Client, ClientId, Effect, PrivateBuf, Session, Shm, SmcToken,
     TeedStats,
 };
-
-/// What an outstanding SMC was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pending {
-    Call(CallId),
-    Fast(FastCall),
-}
-
-/// The fast calls teed makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FastCall {
-    Uid,
-    Revision,
-    OsRevision,
-    Capabilities,
-    ThreadCount,
-    DrainUnmapped,
-    DrainMapped,
-    EnableCache,
-}
 
 /// Where the server stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

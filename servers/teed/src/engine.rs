@@ -12,43 +12,11 @@ use optee_abi::smc::{func, ret, rpc, split_u64, Regs, RpcRequest};
 use optee_abi::teec;
 use tee_proto::WireError;
 
+use crate::call::{Outcome, Pending};
 use crate::config::Millis;
-use crate::core::Pending;
 use crate::frames::Run;
 use crate::types::{Call, CallId, CallStatus, PrivateBuf, Purpose};
 use crate::Teed;
-
-/// How a yielding call ended.
-#[allow(clippy::large_enum_variant)] // short-lived, never stored: boxing would only add an allocation
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// The secure world returned OK; the message as it wrote it back.
-    Done(MsgArg),
-    /// The SMC itself failed with this return code.
-    Smc(u32),
-    /// No secure thread became free before the call's deadline.
-    Deadline,
-    /// The message could not be read back.
-    Unreadable,
-}
-
-impl Outcome {
-    /// The wire error a client sees for a call that did not complete.
-    pub(crate) fn wire_error(&self) -> WireError {
-        match self {
-            Outcome::Done(arg) => WireError::Tee {
-                code: arg.ret,
-                origin: arg.ret_origin,
-            },
-            Outcome::Smc(code) if *code == ret::ENOMEM => WireError::OutOfMemory,
-            Outcome::Smc(_) | Outcome::Unreadable => WireError::Tee {
-                code: teec::ERROR_COMMUNICATION,
-                origin: teec::origin::COMMS,
-            },
-            Outcome::Deadline => WireError::Busy,
-        }
-    }
-}
 
 impl<M: PhysMem> Teed<M> {
     /// Writes `arg` into a free message slot and starts CALL_WITH_ARG on it.

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod call;
 pub mod client;
 pub mod config;
 mod core;

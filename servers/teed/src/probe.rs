@@ -12,9 +12,9 @@ use optee_abi::smc::{func, join_u32_pair, ret, sec_cap, Regs, MSG_REVISION_MAJOR
 use optee_abi::teec;
 use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow, ServerEvent};
 
+use crate::call::{FastCall, Outcome, Pending};
 use crate::config::Millis;
-use crate::core::{ArgSlots, FastCall, Pending, Phase};
-use crate::engine::Outcome;
+use crate::core::{ArgSlots, Phase};
 use crate::frames::FrameAllocator;
 use crate::journal::{self, EntryState, Journal, Leftover};
 use crate::types::Purpose;

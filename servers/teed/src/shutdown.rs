@@ -10,9 +10,9 @@ use optee_abi::smc::{func, ret};
 use tee_proto::lifecycle::{ServerEvent, ShutdownReason, ShutdownReport};
 use tee_proto::Header;
 
+use crate::call::{FastCall, Outcome};
 use crate::config::Millis;
-use crate::core::{FastCall, Phase};
-use crate::engine::Outcome;
+use crate::core::Phase;
 use crate::types::{CallStatus, ShmState};
 use crate::Teed;
 
