@@ -43,6 +43,11 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// True when the secure world ran the command and its `ret` is `TEEC_SUCCESS`.
+    pub(crate) fn succeeded(&self) -> bool {
+        matches!(self, Outcome::Done(arg) if arg.ret == teec::SUCCESS)
+    }
+
     /// The wire error a client sees for a call that did not complete.
     pub(crate) fn wire_error(&self) -> WireError {
         match self {

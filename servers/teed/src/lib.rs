@@ -12,11 +12,13 @@ mod call;
 pub mod client;
 pub mod config;
 mod core;
+mod dispatch;
 mod engine;
 pub mod frames;
 pub mod journal;
-mod lifecycle;
 mod probe;
+mod registry;
+mod release;
 mod shutdown;
 pub mod types;
 

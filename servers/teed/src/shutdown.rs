@@ -1,20 +1,24 @@
 //! The shutdown: let calls in flight finish; unregister and close what clients left (beyond
 //! Linux); drain the RPC cache in *mapped* mode, freeing each returned buffer (f25889f93184);
 //! ack. Bounded by the shutdown deadline.
+//!
+//! A machine of its own, driven from outside: it releases through the registry and the call
+//! engine, keeps the report, and says when it is done; the server then stops and acks.
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use optee_abi::mem::PhysMem;
 use optee_abi::smc::{func, ret};
-use tee_proto::lifecycle::{ServerEvent, ShutdownReason, ShutdownReport};
+use tee_proto::lifecycle::{ShutdownReason, ShutdownReport};
 use tee_proto::Header;
 
-use crate::call::{FastCall, Outcome};
-use crate::config::Millis;
-use crate::core::Phase;
-use crate::types::{CallStatus, ShmState};
-use crate::Teed;
+use crate::call::FastCall;
+use crate::config::{Millis, TeedConfig};
+use crate::engine::CallEngine;
+use crate::registry::Registry;
+use crate::release::{start_close, start_unregister};
+use crate::types::ShmState;
 
 /// Steps of the shutdown, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,214 +28,211 @@ pub(crate) enum ShutdownStep {
     DrainMapped,
 }
 
-/// The shutdown in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ShutdownRun {
-    pub step: ShutdownStep,
-    pub deadline: Millis,
-    pub retry_at: Option<Millis>,
-    pub busy: bool,
+/// A finished shutdown: the ack owed to init's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShutdownDone {
     pub request: Header,
-    pub reason: ShutdownReason,
     pub report: ShutdownReport,
-    /// Sweep targets already tried, so a failing one is not retried for ever.
-    pub swept_shms: BTreeSet<u32>,
-    pub swept_sessions: BTreeSet<u32>,
 }
 
-impl<M: PhysMem> Teed<M> {
-    pub(crate) fn start_shutdown(&mut self, now: Millis, request: Header, reason: ShutdownReason) {
-        match self.phase {
-            Phase::Serving => {
-                tracing::info!(?reason, "shutdown");
-                self.phase = Phase::ShuttingDown(ShutdownRun {
-                    step: ShutdownStep::Quiesce,
-                    deadline: now + self.cfg.deadlines.shutdown_ms,
-                    retry_at: None,
-                    busy: false,
-                    request,
-                    reason,
-                    report: ShutdownReport::default(),
-                    swept_shms: BTreeSet::new(),
-                    swept_sessions: BTreeSet::new(),
-                });
-            }
-            Phase::ShuttingDown(_) => {}
-            _ => {
-                // Nothing was ever served (declined, or never probed): nothing to release.
-                if !matches!(self.phase, Phase::Declined(_)) {
-                    self.phase = Phase::Stopped;
-                }
-                self.send_init_reply(request, ServerEvent::ShutdownAck(ShutdownReport::default()));
-            }
+/// The shutdown in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shutdown {
+    step: ShutdownStep,
+    deadline: Millis,
+    retry_at: Option<Millis>,
+    busy: bool,
+    request: Header,
+    report: ShutdownReport,
+    /// Sweep targets already tried, so a failing one is not retried for ever.
+    swept_shms: BTreeSet<u32>,
+    swept_sessions: BTreeSet<u32>,
+    sweep: bool,
+    /// Seed bug f25889f93184: leave the RPC cache undrained.
+    skip_cache_drain: bool,
+    retry_ms: Millis,
+}
+
+impl Shutdown {
+    /// A shutdown for init's `request`.
+    pub fn new(now: Millis, cfg: &TeedConfig, request: Header, reason: ShutdownReason) -> Shutdown {
+        tracing::info!(?reason, "shutdown");
+        Shutdown {
+            step: ShutdownStep::Quiesce,
+            deadline: now + cfg.deadlines.shutdown_ms,
+            retry_at: None,
+            busy: false,
+            request,
+            report: ShutdownReport::default(),
+            swept_shms: BTreeSet::new(),
+            swept_sessions: BTreeSet::new(),
+            sweep: cfg.hardening.sweep_on_shutdown,
+            skip_cache_drain: cfg.seed_bugs.no_shutdown_cache_drain,
+            retry_ms: cfg.deadlines.retry_ms,
         }
     }
 
-    fn shutdown_mut(&mut self) -> Option<&mut ShutdownRun> {
-        match &mut self.phase {
-            Phase::ShuttingDown(s) => Some(s),
-            _ => None,
-        }
+    /// When the shutdown next needs [`Shutdown::on_timer`].
+    pub fn next_timeout(&self) -> Option<Millis> {
+        Some(
+            self.retry_at
+                .map_or(self.deadline, |t| t.min(self.deadline)),
+        )
     }
 
-    pub(crate) fn note_shutdown_unregister(&mut self) {
-        if let Some(s) = self.shutdown_mut() {
-            s.report.unregistered += 1;
-        }
+    /// A client buffer was unregistered while shutting down.
+    pub fn note_unregistered(&mut self) {
+        self.report.unregistered += 1;
     }
 
-    pub(crate) fn note_shutdown_close(&mut self) {
-        if let Some(s) = self.shutdown_mut() {
-            s.report.sessions_closed += 1;
-        }
+    /// A session was closed while shutting down.
+    pub fn note_closed(&mut self) {
+        self.report.sessions_closed += 1;
     }
 
-    pub(crate) fn advance_shutdown(&mut self, now: Millis) {
+    /// Moves through every step that has nothing left to wait for.
+    pub fn advance<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
         loop {
-            let Phase::ShuttingDown(s) = &self.phase else {
-                return;
-            };
-            if s.retry_at.is_some() || (s.busy && !self.calls.is_empty()) {
-                return;
-            }
-            let step = s.step;
             // Nothing else may be in flight when the cache is switched off.
-            if !self.calls.is_empty() {
-                return;
+            if self.retry_at.is_some() || !engine.is_idle() {
+                return None;
             }
-            match step {
+            match self.step {
                 ShutdownStep::Quiesce => {
-                    if let Some(s) = self.shutdown_mut() {
-                        s.step = ShutdownStep::Sweep;
-                        s.busy = false;
-                    }
+                    self.step = ShutdownStep::Sweep;
+                    self.busy = false;
                 }
                 ShutdownStep::Sweep => {
-                    if !self.cfg.hardening.sweep_on_shutdown || !self.sweep_round(now) {
-                        if let Some(s) = self.shutdown_mut() {
-                            s.step = ShutdownStep::DrainMapped;
-                            s.busy = false;
-                        }
+                    if !self.sweep || !self.sweep_round(now, reg, engine) {
+                        self.step = ShutdownStep::DrainMapped;
+                        self.busy = false;
                         continue;
                     }
-                    if let Some(s) = self.shutdown_mut() {
-                        s.busy = true;
-                    }
-                    return;
+                    self.busy = true;
+                    return None;
                 }
                 ShutdownStep::DrainMapped => {
-                    if s.busy {
-                        return;
+                    if self.busy {
+                        return None;
                     }
-                    if self.cfg.seed_bugs.no_shutdown_cache_drain {
-                        self.finish_shutdown();
-                        return;
+                    if self.skip_cache_drain {
+                        return Some(self.finish(reg, engine));
                     }
-                    if let Some(s) = self.shutdown_mut() {
-                        s.busy = true;
-                    }
-                    self.fast(FastCall::DrainMapped, func::DISABLE_SHM_CACHE, 0);
-                    return;
+                    self.busy = true;
+                    engine.fast(FastCall::DrainMapped, func::DISABLE_SHM_CACHE);
+                    return None;
                 }
             }
         }
     }
 
     /// Unregisters and closes what is left; false when nothing (untried) is left.
-    fn sweep_round(&mut self, now: Millis) -> bool {
-        let Some(s) = self.shutdown_mut() else {
-            return false;
-        };
-        let tried_shms = s.swept_shms.clone();
-        let tried_sessions = s.swept_sessions.clone();
-        let shms: Vec<u32> = self
+    fn sweep_round<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> bool {
+        let shms: Vec<u32> = reg
             .shms
             .iter()
             .filter(|(id, sh)| {
-                !tried_shms.contains(id)
+                !self.swept_shms.contains(id)
                     && matches!(sh.state, ShmState::Registered | ShmState::ReleasePending)
             })
             .map(|(id, _)| *id)
             .collect();
-        let sessions: Vec<u32> = self
+        let sessions: Vec<u32> = reg
             .sessions
             .iter()
-            .filter(|(id, se)| !tried_sessions.contains(id) && !se.closing)
+            .filter(|(id, se)| !self.swept_sessions.contains(id) && !se.closing)
             .map(|(id, _)| *id)
             .collect();
         let mut started = false;
         for shm in shms {
-            if let Some(s) = self.shutdown_mut() {
-                s.swept_shms.insert(shm);
-            }
-            match self.start_unregister(now, shm, None) {
+            self.swept_shms.insert(shm);
+            match start_unregister(reg, engine, now, shm, None) {
                 Ok(()) => started = true,
                 Err(_) => {
-                    if let Some(s) = self.shutdown_mut() {
-                        s.swept_shms.remove(&shm);
-                    }
+                    self.swept_shms.remove(&shm);
                     break;
                 }
             }
         }
         for session in sessions {
-            if self.args.used.iter().all(|u| *u) {
+            if engine.slots_full() {
                 break;
             }
-            if let Some(s) = self.shutdown_mut() {
-                s.swept_sessions.insert(session);
-            }
-            self.start_close(now, session, None);
+            self.swept_sessions.insert(session);
+            let _ = start_close(reg, engine, now, session, None);
             started = true;
         }
         started
     }
 
-    pub(crate) fn on_drain_mapped(&mut self, now: Millis, code: u32, cookie: u64) {
-        let retry = now + self.cfg.deadlines.retry_ms;
-        let Some(s) = self.shutdown_mut() else { return };
-        s.busy = false;
+    /// DISABLE_SHM_CACHE returned `code` with `cookie`.
+    pub fn on_drain_mapped<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        code: u32,
+        cookie: u64,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
+        self.busy = false;
         match code {
             ret::OK => {
                 // f25889f93184: this world made the buffer; free it.
-                if self.free_private(cookie) {
-                    self.stats.cache_buffers_freed += 1;
-                    if let Some(s) = self.shutdown_mut() {
-                        s.report.cache_buffers_freed += 1;
-                    }
+                if engine.free_private(reg, cookie) {
+                    engine.stats.cache_buffers_freed += 1;
+                    self.report.cache_buffers_freed += 1;
                 }
+                None
             }
             ret::EBUSY => {
-                if let Some(s) = self.shutdown_mut() {
-                    s.retry_at = Some(retry);
-                }
+                self.retry_at = Some(now + self.retry_ms);
+                None
             }
-            _ => self.finish_shutdown(),
+            _ => Some(self.finish(reg, engine)),
         }
     }
 
-    pub(crate) fn finish_shutdown(&mut self) {
-        let Phase::ShuttingDown(s) = &self.phase else {
-            return;
-        };
-        let mut report = s.report;
-        let request = s.request;
-        let leftovers = self.shms.len() + self.sessions.len();
-        if self.cfg.hardening.sweep_on_shutdown && leftovers > 0 {
+    /// Time passed: the deadline ends the shutdown with an error; a due retry lets the drain
+    /// go on.
+    pub fn on_timer<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
+        if now >= self.deadline {
+            tracing::warn!(step = ?self.step, "shutdown deadline expired");
+            engine.stats.deadline_expiries += 1;
+            self.report.errors += 1;
+            return Some(self.finish(reg, engine));
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+        }
+        None
+    }
+
+    /// The ack: what the sweep could not release counts as errors.
+    fn finish<M: PhysMem>(&self, reg: &Registry<M>, engine: &mut CallEngine) -> ShutdownDone {
+        let mut report = self.report;
+        let leftovers = reg.shms.len() + reg.sessions.len();
+        if self.sweep && leftovers > 0 {
             report.errors += leftovers as u32;
         }
-        self.stats.shutdown_errors += u64::from(report.errors);
-        self.phase = Phase::Stopped;
-        // Calls still waiting for a thread will never get one now.
-        let waiting: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| !matches!(c.status, CallStatus::InFlight(_)))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            self.finish(0, id, Outcome::Deadline);
+        engine.stats.shutdown_errors += u64::from(report.errors);
+        ShutdownDone {
+            request: self.request,
+            report,
         }
-        self.send_init_reply(request, ServerEvent::ShutdownAck(report));
     }
 }
