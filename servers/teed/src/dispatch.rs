@@ -13,7 +13,8 @@ use crate::call::{FastCall, Outcome, Pending};
 use crate::client::{invoked, Requests};
 use crate::config::Millis;
 use crate::core::{Phase, Teed};
-use crate::probe::{self, Answer, ProbeEnd};
+use crate::leftovers;
+use crate::probe::{Answer, ProbeEnd};
 use crate::release;
 use crate::shutdown::ShutdownDone;
 use crate::types::{CallId, ClientId, Effect, Purpose, ReplyTo};
@@ -109,7 +110,7 @@ impl<M: PhysMem> Teed<M> {
             | Purpose::ReclaimRegistration { .. }
             | Purpose::ReclaimSession { .. } => {
                 let stats = &mut self.engine.stats;
-                probe::record_leftover_call(&mut self.registry, stats, &purpose, &outcome);
+                leftovers::record(&mut self.registry, stats, &purpose, &outcome);
                 if let Phase::Probing(p) = &mut self.phase {
                     p.on_leftover_call_done(&self.engine);
                 }

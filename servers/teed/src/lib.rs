@@ -16,6 +16,7 @@ mod dispatch;
 mod engine;
 pub mod frames;
 pub mod journal;
+mod leftovers;
 mod probe;
 mod registry;
 mod release;

@@ -7,21 +7,18 @@
 //! A machine of its own, driven from outside: it makes its calls through the call engine, reads
 //! and writes the journal through the registry, and tells the server how it ended.
 
-use alloc::vec::Vec;
-
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
-use optee_abi::msg::{cmd, MsgArg};
 use optee_abi::smc::{func, ret, sec_cap, Regs, MSG_REVISION_MAJOR, MSG_UID};
-use optee_abi::teec;
 use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow};
 use tee_proto::Generation;
 
-use crate::call::{FastCall, Outcome};
+use crate::call::FastCall;
 use crate::config::{Millis, TeedConfig};
 use crate::engine::CallEngine;
-use crate::journal::{self, EntryState, Leftover};
+use crate::journal;
+use crate::leftovers;
 use crate::registry::Registry;
-use crate::types::{Purpose, TeedStats};
+use crate::types::TeedStats;
 
 /// Steps of the probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,22 +225,10 @@ impl Probe {
                         self.next(ProbeStep::Reclaim);
                         continue;
                     }
-                    for thread in 0..self.thread_count {
-                        let regs = [
-                            u64::from(func::RETURN_FROM_RPC),
-                            0,
-                            0,
-                            u64::from(thread),
-                            0,
-                            0,
-                            0,
-                            0,
-                        ];
-                        engine.start_yielding(now, Purpose::Orphan { thread }, None, regs, true);
-                    }
+                    leftovers::resume_orphans(now, engine, self.thread_count);
                 }
                 ProbeStep::Reclaim => {
-                    if !start_reclaim(now, reg, engine) {
+                    if !leftovers::start_reclaim(now, reg, engine) {
                         self.next(ProbeStep::DrainUnmapped);
                         continue;
                     }
@@ -281,18 +266,10 @@ impl Probe {
         answer.end()
     }
 
-    /// A resumed orphan or a reclaim call ended (see [`record_leftover_call`]): once the step's
-    /// last one did, move on, or start another round of leftovers.
+    /// A resumed orphan or a reclaim call ended (recorded by [`leftovers::record`]): once the
+    /// step's last one did, move on, or start another round of leftovers.
     pub fn on_leftover_call_done(&mut self, engine: &CallEngine) {
-        let outstanding = engine.any_call(|purpose| {
-            matches!(
-                purpose,
-                Purpose::Orphan { .. }
-                    | Purpose::ReclaimRegistration { .. }
-                    | Purpose::ReclaimSession { .. }
-            )
-        });
-        if outstanding {
+        if engine.any_call(leftovers::is_leftover_call) {
             return;
         }
         match self.step {
@@ -317,88 +294,181 @@ impl Probe {
     }
 }
 
-/// Records what a resumed orphan or a reclaim call did, whether or not the probe still runs.
-pub(crate) fn record_leftover_call<M: PhysMem>(
-    reg: &mut Registry<M>,
-    stats: &mut TeedStats,
-    purpose: &Purpose,
-    outcome: &Outcome,
-) {
-    match purpose {
-        Purpose::Orphan { thread } => {
-            if matches!(outcome, Outcome::Done(_)) {
-                tracing::info!(thread, "resumed a thread an earlier world left suspended");
-                stats.orphans_resumed += 1;
-            }
-        }
-        Purpose::ReclaimRegistration { journal_slot } => {
-            if let Outcome::Done(arg) = outcome {
-                if arg.ret == teec::SUCCESS {
-                    stats.reclaimed_registrations += 1;
-                }
-                reg.journal_registration(Some(*journal_slot), EntryState::Free);
-            }
-        }
-        Purpose::ReclaimSession { journal_slot } => {
-            if let Outcome::Done(arg) = outcome {
-                if arg.ret == teec::SUCCESS {
-                    stats.reclaimed_sessions += 1;
-                }
-                reg.journal_session(Some(*journal_slot), EntryState::Free, None);
-            }
-        }
-        _ => {}
-    }
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::call::Pending;
+    use crate::types::Effect;
+    use secure_world::ram::SparseRam;
 
-/// Starts reclaiming journal leftovers; false when there is nothing (left) to do.
-fn start_reclaim<M: PhysMem>(now: Millis, reg: &mut Registry<M>, engine: &mut CallEngine) -> bool {
-    let Some(leftovers) = reg.leftovers() else {
-        return false;
+    const RAM: RamWindow = RamWindow {
+        base: 0x4000_0000,
+        len: 1 << 20,
     };
-    // First read every open whose outcome only its message slot knows: the secure world wrote
-    // it there in the step that created the session, and the calls below reuse the slots.
-    let mut work = Vec::with_capacity(leftovers.len());
-    for leftover in leftovers {
-        match leftover {
-            Leftover::OpeningSession { slot, arg_slot, .. } => {
-                let opened = engine
-                    .slot_pa(arg_slot as usize)
-                    .and_then(|pa| MsgArg::read_from(&reg.mem, pa).ok())
-                    .filter(|a| a.cmd == cmd::OPEN_SESSION && a.ret == teec::SUCCESS);
-                match opened {
-                    Some(arg) => {
-                        reg.journal_session(Some(slot), EntryState::Live, Some(arg.session));
-                        work.push(Leftover::Session {
-                            slot,
-                            session: arg.session,
-                            owner: 0,
-                        });
-                    }
-                    None => reg.journal_session(Some(slot), EntryState::Free, None),
-                }
-            }
-            other => work.push(other),
+    const NO_JOURNAL: RamWindow = RamWindow { base: 0, len: 0 };
+
+    fn hello(kind: BootKind, crash_flag: bool) -> Hello {
+        Hello {
+            generation: 1,
+            boot: BootInfo {
+                boot_id: 7,
+                kind,
+                crash_flag,
+            },
+            ram: RAM,
+            journal: NO_JOURNAL,
         }
     }
-    let mut started = false;
-    for leftover in work {
-        let (purpose, arg) = match leftover {
-            Leftover::Registration { slot, cookie, .. } => (
-                Purpose::ReclaimRegistration { journal_slot: slot },
-                MsgArg::unregister_shm(cookie),
-            ),
-            Leftover::Session { slot, session, .. } => (
-                Purpose::ReclaimSession { journal_slot: slot },
-                MsgArg::close_session(session),
-            ),
-            Leftover::OpeningSession { .. } => continue,
+
+    fn parts(cfg: &TeedConfig) -> (Registry<SparseRam>, CallEngine) {
+        let reg = Registry::new(SparseRam::new(RAM.base, RAM.len));
+        (reg, CallEngine::new(cfg))
+    }
+
+    /// The fast call the probe asked for; the engine forgets it as the shell answers.
+    fn asked(engine: &mut CallEngine) -> (FastCall, u32) {
+        let Some(Effect::Smc { token, regs }) = engine.next_effect() else {
+            panic!("no SMC asked for");
         };
-        match engine.submit(reg, now, purpose, &arg) {
-            Ok(_) => started = true,
-            // Out of message slots: the rest goes in the next round.
-            Err(_) => break,
-        }
+        let Some(Pending::Fast(fast)) = engine.take_pending(token) else {
+            panic!("not a fast call");
+        };
+        (fast, regs[0] as u32)
     }
-    started
+
+    fn answer(probe: &mut Probe, now: Millis, fast: FastCall, regs: Regs) -> Option<ProbeEnd> {
+        probe.on_answer(now, Answer::read(fast, &regs).unwrap())
+    }
+
+    #[test]
+    fn a_crash_kernel_declines_before_any_smc() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let started = Probe::start(
+            0,
+            &cfg,
+            hello(BootKind::CrashKernel, false),
+            &mut reg,
+            &mut engine,
+        );
+        assert_eq!(started, Err(DeclineReason::CrashKernel));
+        let flagged = Probe::start(0, &cfg, hello(BootKind::Kexec, true), &mut reg, &mut engine);
+        assert_eq!(flagged, Err(DeclineReason::CrashKernel));
+        assert_eq!(engine.next_effect(), None);
+    }
+
+    #[test]
+    fn a_fresh_secure_world_is_probed_step_by_step_to_ready() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        let uid = MSG_UID.map(u64::from);
+        let ok = u64::from(ret::OK);
+        let script: [(FastCall, u32, Regs); 6] = [
+            (
+                FastCall::Uid,
+                func::CALLS_UID,
+                [uid[0], uid[1], uid[2], uid[3], 0, 0, 0, 0],
+            ),
+            (
+                FastCall::Revision,
+                func::CALLS_REVISION,
+                [u64::from(MSG_REVISION_MAJOR), 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                FastCall::OsRevision,
+                func::GET_OS_REVISION,
+                [3, 18, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                FastCall::Capabilities,
+                func::EXCHANGE_CAPABILITIES,
+                [ok, sec_cap::DYNAMIC_SHM, 0, 0, 0, 0, 0, 0],
+            ),
+            // No threads: nothing to resume; no journal: nothing to reclaim.
+            (
+                FastCall::ThreadCount,
+                func::GET_THREAD_COUNT,
+                [ok, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            // The cache holds nothing stale.
+            (
+                FastCall::DrainUnmapped,
+                func::DISABLE_SHM_CACHE,
+                [u64::from(ret::ENOTAVAIL), 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ];
+        for (fast, function, regs) in script {
+            probe.advance(1, &mut reg, &mut engine);
+            assert_eq!(asked(&mut engine), (fast, function));
+            assert_eq!(answer(&mut probe, 1, fast, regs), None);
+        }
+        probe.advance(1, &mut reg, &mut engine);
+        assert_eq!(
+            asked(&mut engine),
+            (FastCall::EnableCache, func::ENABLE_SHM_CACHE)
+        );
+        let enabled = [ok, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            answer(&mut probe, 1, FastCall::EnableCache, enabled),
+            Some(ProbeEnd::Ready)
+        );
+    }
+
+    #[test]
+    fn a_busy_cache_is_asked_again_after_a_pause() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        probe.next(ProbeStep::EnableCache);
+        probe.advance(10, &mut reg, &mut engine);
+        assert_eq!(asked(&mut engine).0, FastCall::EnableCache);
+        let busy = [u64::from(ret::EBUSY), 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(answer(&mut probe, 10, FastCall::EnableCache, busy), None);
+        let retry_at = 10 + cfg.deadlines.retry_ms;
+        assert_eq!(probe.next_timeout(), Some(retry_at));
+        probe.advance(11, &mut reg, &mut engine);
+        assert_eq!(
+            engine.next_effect(),
+            None,
+            "nothing before the pause is over"
+        );
+        let mut stats = TeedStats::default();
+        assert_eq!(probe.on_timer(retry_at, &mut stats), None);
+        probe.advance(retry_at, &mut reg, &mut engine);
+        assert_eq!(asked(&mut engine).0, FastCall::EnableCache);
+    }
+
+    #[test]
+    fn the_deadline_declines_where_linux_would_hang() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        probe.advance(0, &mut reg, &mut engine);
+        let mut stats = TeedStats::default();
+        assert_eq!(probe.next_timeout(), Some(cfg.deadlines.probe_ms));
+        assert_eq!(probe.on_timer(cfg.deadlines.probe_ms - 1, &mut stats), None);
+        assert_eq!(
+            probe.on_timer(cfg.deadlines.probe_ms, &mut stats),
+            Some(ProbeEnd::Declined(DeclineReason::DeadlineExpired))
+        );
+        assert_eq!(stats.deadline_expiries, 1);
+    }
+
+    #[test]
+    fn a_late_answer_keeps_its_verdict() {
+        let refused = [u64::from(ret::UNKNOWN_FUNCTION), 0, 0, 0, 0, 0, 0, 0];
+        let late = Answer::read(FastCall::Uid, &refused).unwrap();
+        let incompatible = DeclineReason::IncompatibleSecureWorld;
+        assert_eq!(late.end(), Some(ProbeEnd::Declined(incompatible)));
+        assert_eq!(
+            Answer::read(FastCall::DrainMapped, &refused),
+            None,
+            "not the probe's call"
+        );
+    }
 }

@@ -236,3 +236,128 @@ impl Shutdown {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::frames::Run;
+    use crate::types::{Effect, Session, Shm};
+    use optee_abi::msg::{cmd, MsgArg};
+    use optee_abi::smc::join_u32_pair;
+    use secure_world::ram::SparseRam;
+    use tee_proto::lifecycle::ServerKind;
+
+    const RAM_BASE: u64 = 0x4000_0000;
+
+    fn parts(cfg: &TeedConfig) -> (Registry<SparseRam>, CallEngine) {
+        let reg = Registry::new(SparseRam::new(RAM_BASE, 1 << 20));
+        let mut engine = CallEngine::new(cfg);
+        engine.set_arg_slots(alloc::vec![RAM_BASE, RAM_BASE + 0x1000]);
+        (reg, engine)
+    }
+
+    fn request() -> Header {
+        Header::new(0, 1, 42)
+    }
+
+    /// The function id of the next SMC asked for, and the message it points at.
+    fn next_smc(reg: &Registry<SparseRam>, engine: &mut CallEngine) -> Option<(u32, MsgArg)> {
+        let Some(Effect::Smc { regs, .. }) = engine.next_effect() else {
+            return None;
+        };
+        let arg = MsgArg::read_from(&reg.mem, join_u32_pair(regs[1], regs[2])).unwrap_or_default();
+        Some((regs[0] as u32, arg))
+    }
+
+    #[test]
+    fn with_nothing_left_it_drains_the_cache_then_acks() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Kexec);
+        assert_eq!(shutdown.advance(0, &mut reg, &mut engine), None);
+        let (function, _) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(function, func::DISABLE_SHM_CACHE);
+        assert_eq!(
+            shutdown.advance(0, &mut reg, &mut engine),
+            None,
+            "one drain at a time"
+        );
+        assert_eq!(next_smc(&reg, &mut engine), None);
+        // A cookie this teed never gave out is counted, never freed.
+        assert_eq!(
+            shutdown.on_drain_mapped(1, ret::OK, 0xdead, &mut reg, &mut engine),
+            None
+        );
+        assert_eq!(engine.stats.stale_rpc_cookies, 1);
+        shutdown.advance(1, &mut reg, &mut engine);
+        assert_eq!(
+            next_smc(&reg, &mut engine).unwrap().0,
+            func::DISABLE_SHM_CACHE
+        );
+        let done = shutdown.on_drain_mapped(2, ret::ENOTAVAIL, 0, &mut reg, &mut engine);
+        assert_eq!(
+            done,
+            Some(ShutdownDone {
+                request: request(),
+                report: ShutdownReport::default(),
+            })
+        );
+    }
+
+    #[test]
+    fn the_seed_bug_acks_without_draining() {
+        let mut cfg = TeedConfig::new();
+        cfg.seed_bugs.no_shutdown_cache_drain = true;
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Kexec);
+        assert!(shutdown.advance(0, &mut reg, &mut engine).is_some());
+        assert_eq!(next_smc(&reg, &mut engine), None);
+    }
+
+    #[test]
+    fn the_sweep_releases_what_clients_left_and_the_deadline_counts_the_rest() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        reg.shms.insert(
+            1,
+            Shm {
+                owner: 9,
+                owner_kind: ServerKind::Tpmd,
+                cookie: 0x55,
+                run: Run {
+                    pa: RAM_BASE + 0x10_000,
+                    pages: 1,
+                },
+                size: 4096,
+                state: ShmState::Registered,
+                journal_slot: None,
+            },
+        );
+        let session = Session {
+            owner: 9,
+            ta: optee_abi::uuid::FTPM_TA,
+            journal_slot: None,
+            closing: false,
+        };
+        reg.sessions.insert(3, session);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Reboot);
+        assert_eq!(shutdown.advance(0, &mut reg, &mut engine), None);
+        let (function, unregister) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(function, func::CALL_WITH_ARG);
+        assert_eq!(unregister, MsgArg::unregister_shm(0x55));
+        let (_, close) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(close.cmd, cmd::CLOSE_SESSION);
+        assert_eq!(close.session, 3);
+        // The cache is not switched off while those calls are out.
+        assert_eq!(shutdown.advance(1, &mut reg, &mut engine), None);
+        assert_eq!(next_smc(&reg, &mut engine), None);
+        // They never come back: the deadline ends the shutdown, and what is left counts.
+        let deadline = cfg.deadlines.shutdown_ms;
+        assert_eq!(shutdown.next_timeout(), Some(deadline));
+        let done = shutdown.on_timer(deadline, &mut reg, &mut engine).unwrap();
+        assert_eq!(done.report.errors, 1 + 2);
+        assert_eq!(engine.stats.shutdown_errors, 3);
+        assert_eq!(engine.stats.deadline_expiries, 1);
+    }
+}
