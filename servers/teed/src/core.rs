@@ -6,14 +6,13 @@
 //! which act only through those two. When a call ends, the engine hands it back and one function
 //! routes it by purpose (`dispatch.rs`).
 
+use optee_abi::mem::PhysMem;
+use optee_abi::smc::Regs;
 use tee_proto::lifecycle::{
-    DeclineReason, InitRequest, ServerEvent, ServerKind, ServerState, ServerStatus,
+    DeclineReason, InitRequest, ServerEvent, ServerKind, ServerState, ServerStatus, ShutdownReport,
 };
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::{Frame, Generation, Header, WireError};
-
-use optee_abi::mem::PhysMem;
-use optee_abi::smc::Regs;
 
 use crate::client::Requests;
 use crate::config::{Millis, TeedConfig};
@@ -119,7 +118,7 @@ impl<M: PhysMem> Teed<M> {
                     if !matches!(self.phase, Phase::Declined(_)) {
                         self.phase = Phase::Stopped;
                     }
-                    let ack = ServerEvent::ShutdownAck(Default::default());
+                    let ack = ServerEvent::ShutdownAck(ShutdownReport::default());
                     self.send_init_reply(header, ack);
                 }
             },
