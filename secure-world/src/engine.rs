@@ -18,11 +18,6 @@ pub const RPC_MAX_PARAMS: usize = 4;
 /// Bytes the secure world asks for with RPC ALLOC.
 pub const RPC_ARG_SIZE: u64 = arg_size(RPC_MAX_PARAMS) as u64;
 
-/// NOTIFICATION value a: wait for the value in b.
-pub const NOTIFICATION_WAIT: u64 = 0;
-/// NOTIFICATION value a: wake whoever waits for the value in b.
-pub const NOTIFICATION_SEND: u64 = 1;
-
 /// What a stage decided.
 pub(crate) enum Step {
     /// Go on with the next stage.
@@ -58,7 +53,7 @@ pub(crate) fn wait_message(tid: usize) -> MsgArg {
     rpc_message(
         msg::rpc_cmd::NOTIFICATION,
         Direction::In,
-        NOTIFICATION_WAIT,
+        msg::rpc_cmd::NOTIFICATION_WAIT,
         tid as u64,
         0,
     )
@@ -159,7 +154,7 @@ impl SecureWorld {
                     job.request = Some(rpc_message(
                         msg::rpc_cmd::NOTIFICATION,
                         Direction::In,
-                        NOTIFICATION_SEND,
+                        msg::rpc_cmd::NOTIFICATION_SEND,
                         waiter as u64,
                         0,
                     ));

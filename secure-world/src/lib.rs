@@ -43,9 +43,11 @@ mod world;
 
 pub use buffer::NwBuffer;
 pub use config::{Config, OsRevision};
-pub use engine::{NOTIFICATION_SEND, NOTIFICATION_WAIT, RPC_ARG_SIZE};
+pub use engine::RPC_ARG_SIZE;
 pub use fast::SEC_CAPS;
 pub use heap::{Heap, HeapError};
+/// Re-exported for the tests and tools that named them here before they moved to `optee-abi`.
+pub use optee_abi::msg::rpc_cmd::{NOTIFICATION_SEND, NOTIFICATION_WAIT};
 pub use registry::{RegisterError, RegistrationInfo, UnregisterError};
 pub use thread::{SuspendReason, ThreadInfo, ThreadState, ThreadsView};
 pub use world::{SecureWorld, SessionInfo, Stats, MOBJ_BYTES, SESSION_BYTES};

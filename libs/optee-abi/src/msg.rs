@@ -49,6 +49,11 @@ pub mod rpc_cmd {
     pub const SUSPEND: u32 = 5;
     pub const SHM_ALLOC: u32 = 6;
     pub const SHM_FREE: u32 = 7;
+    /// NOTIFICATION value a: wait for the key in value b (`OPTEE_RPC_NOTIFICATION_WAIT`).
+    pub const NOTIFICATION_WAIT: u64 = 0;
+    /// NOTIFICATION value a: wake whoever waits for the key in value b
+    /// (`OPTEE_RPC_NOTIFICATION_SEND`).
+    pub const NOTIFICATION_SEND: u64 = 1;
     /// SHM_ALLOC / SHM_FREE value a: memory for a TA (application).
     pub const SHM_TYPE_APPL: u64 = 0;
     /// SHM_ALLOC / SHM_FREE value a: memory for OP-TEE itself (kernel).
@@ -257,6 +262,51 @@ impl MsgArg {
         }
     }
 
+    /// REGISTER_SHM of a buffer described by the non-contiguous page list at `list_pa`
+    /// (offset 0), `size` bytes long, that the secure world will know as `cookie`.
+    pub fn register_shm(list_pa: u64, size: u64, cookie: u64) -> MsgArg {
+        MsgArg::with_param(
+            cmd::REGISTER_SHM,
+            Param::Tmem {
+                dir: Direction::Out,
+                buf_ptr: list_pa,
+                size,
+                shm_ref: cookie,
+                noncontig: true,
+                meta: false,
+            },
+        )
+    }
+
+    /// UNREGISTER_SHM of the buffer registered as `cookie`.
+    pub fn unregister_shm(cookie: u64) -> MsgArg {
+        MsgArg::with_param(
+            cmd::UNREGISTER_SHM,
+            Param::Rmem {
+                dir: Direction::In,
+                offs: 0,
+                size: 0,
+                shm_ref: cookie,
+            },
+        )
+    }
+
+    /// CLOSE_SESSION of `session`.
+    pub fn close_session(session: u32) -> MsgArg {
+        MsgArg {
+            session,
+            ..MsgArg::new(cmd::CLOSE_SESSION)
+        }
+    }
+
+    /// A message for `cmd` with one param.
+    fn with_param(cmd: u32, param: Param) -> MsgArg {
+        let mut arg = MsgArg::new(cmd);
+        // Cannot fail: one param is within MAX_PARAMS.
+        let _ = arg.push(param);
+        arg
+    }
+
     /// Appends a param, failing when the message already holds [`MAX_PARAMS`].
     pub fn push(&mut self, param: impl Into<RawParam>) -> Result<(), AbiError> {
         self.params
@@ -379,4 +429,61 @@ fn le64(bytes: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(w)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Encodes `arg` and returns its bytes.
+    fn encoded(arg: &MsgArg) -> [u8; arg_size(MAX_PARAMS)] {
+        let mut bytes = [0u8; arg_size(MAX_PARAMS)];
+        arg.encode(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn register_shm_names_a_noncontiguous_output_tmem() {
+        let bytes = encoded(&MsgArg::register_shm(
+            0x4000_3000,
+            0x2345,
+            0x0000_0007_0000_0009,
+        ));
+        assert_eq!(le32(&bytes, 0), cmd::REGISTER_SHM);
+        assert_eq!(le32(&bytes, 8), 0, "no session");
+        assert_eq!(le32(&bytes, 28), 1, "one param");
+        assert_eq!(le64(&bytes, 32), attr::TMEM_OUTPUT | attr::NONCONTIG);
+        assert_eq!(le64(&bytes, 40), 0x4000_3000, "buf_ptr: the page list");
+        assert_eq!(le64(&bytes, 48), 0x2345, "size");
+        assert_eq!(
+            le64(&bytes, 56),
+            0x0000_0007_0000_0009,
+            "shm_ref: the cookie"
+        );
+    }
+
+    #[test]
+    fn unregister_shm_names_the_cookie_in_an_input_rmem() {
+        let bytes = encoded(&MsgArg::unregister_shm(0x0000_0003_0000_0001));
+        assert_eq!(le32(&bytes, 0), cmd::UNREGISTER_SHM);
+        assert_eq!(le32(&bytes, 28), 1, "one param");
+        assert_eq!(le64(&bytes, 32), attr::RMEM_INPUT);
+        assert_eq!(le64(&bytes, 40), 0, "offs");
+        assert_eq!(le64(&bytes, 48), 0, "size");
+        assert_eq!(
+            le64(&bytes, 56),
+            0x0000_0003_0000_0001,
+            "shm_ref: the cookie"
+        );
+    }
+
+    #[test]
+    fn close_session_carries_only_the_session() {
+        let bytes = encoded(&MsgArg::close_session(0x1234));
+        assert_eq!(le32(&bytes, 0), cmd::CLOSE_SESSION);
+        assert_eq!(le32(&bytes, 8), 0x1234, "session");
+        assert_eq!(le32(&bytes, 28), 0, "no params");
+        assert!(bytes[4..8].iter().chain(&bytes[12..28]).all(|b| *b == 0));
+    }
 }

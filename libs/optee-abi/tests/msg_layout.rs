@@ -66,6 +66,10 @@ fn constants_match_optee_msg_h() {
         ],
         [3, 4, 5, 6, 7]
     );
+    assert_eq!(
+        [rpc_cmd::NOTIFICATION_WAIT, rpc_cmd::NOTIFICATION_SEND],
+        [0, 1]
+    );
 }
 
 #[test]

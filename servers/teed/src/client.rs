@@ -1,4 +1,5 @@
-//! Client requests (sessions, invokes, shared memory) and what their calls' completions do.
+//! Client requests (sessions, invokes, shared memory), and what the calls they start do when
+//! they end.
 //!
 //! Owner isolation lives here: a client reaches only its own sessions and buffers, and opens
 //! sessions only to the TAs the policy grants its kind.
@@ -7,33 +8,44 @@ use alloc::vec::Vec;
 
 use optee_abi::mem::PhysMem;
 use optee_abi::msg::{cmd, Direction, MsgArg, Param as MsgParam};
-use optee_abi::pagelist::{list_pages_needed, write_page_list};
-use optee_abi::teec;
 use optee_abi::uuid::Uuid;
 use tee_proto::lifecycle::ServerKind;
 use tee_proto::teed::{Login, Param, ParamOut, SessionId, ShmId, TeedRequest, TeedResponse};
-use tee_proto::{Header, WireError};
+use tee_proto::WireError;
 
-use crate::config::Millis;
-use crate::core::Phase;
-use crate::engine::{close_msg, register_msg, run_pages, unregister_msg, Outcome};
-use crate::journal::{owner_tag, EntryState};
+use crate::call::Outcome;
+use crate::config::{Millis, TeedConfig};
+use crate::engine::CallEngine;
+use crate::frames::Run;
+use crate::journal::EntryState;
+use crate::registry::{NewBuffer, Registry};
+use crate::release::{start_close, start_unregister};
 use crate::types::{ClientId, OutKind, Purpose, ReplyTo, Session, Shm, ShmState};
-use crate::Teed;
 
-impl<M: PhysMem> Teed<M> {
-    pub(crate) fn handle_request(
+/// What a client hears now: a reply, or nothing until the call its request started ends.
+pub(crate) type Heard = Result<Option<TeedResponse>, WireError>;
+
+/// The client-facing work of the server, over its registry and call engine.
+pub(crate) struct Requests<'a, M: PhysMem> {
+    pub cfg: &'a TeedConfig,
+    pub reg: &'a mut Registry<M>,
+    pub engine: &'a mut CallEngine,
+}
+
+impl<M: PhysMem> Requests<'_, M> {
+    /// Serves one request of a connected client of `kind`.
+    pub fn handle(
         &mut self,
         now: Millis,
-        client: ClientId,
+        reply: ReplyTo,
         kind: ServerKind,
-        header: Header,
         body: TeedRequest,
-    ) {
-        let reply = ReplyTo { client, header };
-        let result = match body {
+        boot_id: u64,
+    ) -> Heard {
+        let client = reply.client;
+        match body {
             TeedRequest::OpenSession { ta, login } => {
-                self.open_session(now, reply, kind, Uuid::from_bytes(ta), login)
+                self.open_session(now, reply, kind, Uuid::from_bytes(ta), login, boot_id)
             }
             TeedRequest::Invoke {
                 session,
@@ -41,28 +53,27 @@ impl<M: PhysMem> Teed<M> {
                 cancel_id,
                 params,
             } => self.invoke(now, reply, session, func, cancel_id, &params),
-            TeedRequest::CloseSession { session } => self
-                .owned_session(client, session)
-                .map(|()| self.start_close(now, session, Some(reply))),
+            TeedRequest::CloseSession { session } => {
+                self.owned_session(client, session)?;
+                start_close(self.reg, self.engine, now, session, Some(reply))?;
+                Ok(None)
+            }
             TeedRequest::Cancel { session, cancel_id } => {
-                self.owned_session(client, session).and_then(|()| {
-                    let mut arg = MsgArg::new(cmd::CANCEL);
-                    arg.session = session;
-                    arg.cancel_id = cancel_id;
-                    self.submit_msg(now, Purpose::Cancel { reply }, &arg)
-                        .map(|_| ())
-                })
+                self.owned_session(client, session)?;
+                let mut arg = MsgArg::new(cmd::CANCEL);
+                arg.session = session;
+                arg.cancel_id = cancel_id;
+                self.engine
+                    .submit(self.reg, now, Purpose::Cancel { reply }, &arg)?;
+                Ok(None)
             }
             TeedRequest::ShmAlloc { size } => self.shm_alloc(now, reply, kind, size),
             TeedRequest::ShmFree { shm } => self.shm_free(now, reply, kind, shm),
-        };
-        if let Err(error) = result {
-            self.reply(client, header, TeedResponse::Error(error));
         }
     }
 
     fn owned_session(&self, client: ClientId, session: SessionId) -> Result<(), WireError> {
-        match self.sessions.get(&session) {
+        match self.reg.sessions.get(&session) {
             Some(s) if s.owner != client => Err(WireError::Denied),
             Some(s) if s.closing => Err(WireError::NotFound),
             Some(_) => Ok(()),
@@ -71,7 +82,7 @@ impl<M: PhysMem> Teed<M> {
     }
 
     fn owned_shm(&self, client: ClientId, shm: ShmId) -> Result<&Shm, WireError> {
-        match self.shms.get(&shm) {
+        match self.reg.shms.get(&shm) {
             Some(s) if s.owner != client => Err(WireError::Denied),
             Some(s) if s.state == ShmState::Registered => Ok(s),
             _ => Err(WireError::NotFound),
@@ -85,7 +96,8 @@ impl<M: PhysMem> Teed<M> {
         kind: ServerKind,
         ta: Uuid,
         login: Login,
-    ) -> Result<(), WireError> {
+        boot_id: u64,
+    ) -> Heard {
         if !self.cfg.policy.allows(kind, &ta) {
             tracing::warn!(client = %reply.client, %ta, "session to a TA outside the client's grant");
             return Err(WireError::Denied);
@@ -102,13 +114,13 @@ impl<M: PhysMem> Teed<M> {
         arg.push(meta(a, b, 0)).map_err(|_| WireError::BadRequest)?;
         // The client identity carries this boot's id: the fTPM model resets the TPM when a new
         // normal-world boot opens it, as a reboot resets a real TPM.
-        let (ca, cb) = boot_client_uuid(self.boot_id).to_value_pair();
+        let (ca, cb) = boot_client_uuid(boot_id).to_value_pair();
         arg.push(meta(ca, cb, u64::from(login.teec_value())))
             .map_err(|_| WireError::BadRequest)?;
-        let slot = self.args.take().ok_or(WireError::Busy)?;
-        let journal_slot = self.journal_session_begin(kind, slot);
-        if self.cfg.hardening.journal && self.journal.is_some() && journal_slot.is_none() {
-            self.args.give_back(slot);
+        let slot = self.engine.take_slot().ok_or(WireError::Busy)?;
+        let journal_slot = self.reg.journal_session_begin(kind, slot);
+        if self.cfg.hardening.journal && self.reg.has_journal() && journal_slot.is_none() {
+            self.engine.give_back_slot(slot);
             return Err(WireError::Busy);
         }
         let purpose = Purpose::OpenSession {
@@ -116,7 +128,9 @@ impl<M: PhysMem> Teed<M> {
             ta,
             journal_slot,
         };
-        self.submit_in_slot(now, purpose, slot, &arg).map(|_| ())
+        self.engine
+            .submit_in_slot(self.reg, now, purpose, slot, &arg)?;
+        Ok(None)
     }
 
     fn invoke(
@@ -127,7 +141,7 @@ impl<M: PhysMem> Teed<M> {
         func: u32,
         cancel_id: u32,
         params: &[Param],
-    ) -> Result<(), WireError> {
+    ) -> Heard {
         self.owned_session(reply.client, session)?;
         let mut arg = MsgArg::new(cmd::INVOKE_COMMAND);
         arg.func = func;
@@ -139,8 +153,9 @@ impl<M: PhysMem> Teed<M> {
             arg.push(msg).map_err(|_| WireError::BadRequest)?;
             kinds.push(kind);
         }
-        self.submit_msg(now, Purpose::Invoke { reply, kinds }, &arg)
-            .map(|_| ())
+        self.engine
+            .submit(self.reg, now, Purpose::Invoke { reply, kinds }, &arg)?;
+        Ok(None)
     }
 
     /// A client param as an OP-TEE param: memrefs become RMEM slices of the client's own
@@ -186,366 +201,111 @@ impl<M: PhysMem> Teed<M> {
         }
     }
 
-    fn shm_alloc(
-        &mut self,
-        now: Millis,
-        reply: ReplyTo,
-        kind: ServerKind,
-        size: u32,
-    ) -> Result<(), WireError> {
+    fn shm_alloc(&mut self, now: Millis, reply: ReplyTo, kind: ServerKind, size: u32) -> Heard {
         if size == 0 || size > self.cfg.max_shm_bytes {
             return Err(WireError::BadRequest);
         }
-        let pages = u64::from(size).div_ceil(optee_abi::mem::PAGE_SIZE_U64);
-        let data = self.frames.alloc(pages).ok_or(WireError::OutOfMemory)?;
-        let list_count = list_pages_needed(pages as usize) as u64;
-        let Some(list) = self.frames.alloc(list_count) else {
-            self.frames.free(data);
-            return Err(WireError::OutOfMemory);
-        };
-        let written = self.mem.zero(data.pa, data.bytes()).is_ok()
-            && write_page_list(&mut self.mem, &run_pages(list), &run_pages(data)).is_ok();
-        if !written {
-            self.frames.free(data);
-            self.frames.free(list);
-            return Err(WireError::OutOfMemory);
-        }
-        let cookie = self.new_cookie();
-        let journal_slot = match self.journal.as_mut() {
-            Some(j) => match j.begin_registration(
-                &mut self.mem,
-                owner_tag(kind),
-                cookie,
-                data.pa,
-                u64::from(size),
-            ) {
-                Ok(Some(slot)) => Some(slot),
-                _ => {
-                    self.frames.free(data);
-                    self.frames.free(list);
-                    return Err(WireError::Busy);
-                }
-            },
-            None => None,
-        };
-        let shm = self.next_shm;
-        self.next_shm += 1;
-        self.shms.insert(
+        let NewBuffer { shm, cookie, list } =
+            self.reg.new_client_buffer(reply.client, kind, size)?;
+        let arg = MsgArg::register_shm(list.pa, u64::from(size), cookie);
+        let purpose = Purpose::Register {
             shm,
-            Shm {
-                owner: reply.client,
-                owner_kind: kind,
-                cookie,
-                run: data,
-                size,
-                state: ShmState::Registering,
-                journal_slot,
-            },
-        );
-        let arg = register_msg(list.pa, u64::from(size), cookie);
-        if let Err(error) = self.submit_msg(
-            now,
-            Purpose::Register {
-                shm,
-                list,
-                reply: Some(reply),
-            },
-            &arg,
-        ) {
-            self.frames.free(list);
-            self.drop_shm(shm, true);
+            list,
+            reply: Some(reply),
+        };
+        if let Err(error) = self.engine.submit(self.reg, now, purpose, &arg) {
+            self.reg.frames.free(list);
+            self.reg.drop_shm(shm, true);
             return Err(error);
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn shm_free(
-        &mut self,
-        now: Millis,
-        reply: ReplyTo,
-        kind: ServerKind,
-        shm: ShmId,
-    ) -> Result<(), WireError> {
+    fn shm_free(&mut self, now: Millis, reply: ReplyTo, kind: ServerKind, shm: ShmId) -> Heard {
         self.owned_shm(reply.client, shm)?;
         if self.cfg.seed_bugs.deferred_release_for(kind) {
             // dma-buf style: the release runs when the client next returns to user mode.
-            if let Some(s) = self.shms.get_mut(&shm) {
+            if let Some(s) = self.reg.shms.get_mut(&shm) {
                 s.state = ShmState::ReleasePending;
             }
-            if let Some(c) = self.clients.get_mut(&reply.client) {
+            if let Some(c) = self.reg.clients.get_mut(&reply.client) {
                 c.deferred.push(shm);
             }
-            self.reply(reply.client, reply.header, TeedResponse::ShmFreed);
-            return Ok(());
+            return Ok(Some(TeedResponse::ShmFreed));
         }
-        self.start_unregister(now, shm, Some(reply))
+        start_unregister(self.reg, self.engine, now, shm, Some(reply))?;
+        Ok(None)
     }
 
-    /// Seed bug (dma-buf release): the deferred frees of a client run when it calls in again.
-    pub(crate) fn run_deferred_releases(&mut self, now: Millis, client: ClientId) {
-        let deferred = match self.clients.get_mut(&client) {
-            Some(c) => core::mem::take(&mut c.deferred),
-            None => return,
-        };
-        for shm in deferred {
-            if self
-                .shms
-                .get(&shm)
-                .is_some_and(|s| s.state == ShmState::ReleasePending)
-            {
-                let _ = self.start_unregister(now, shm, None);
-            }
-        }
-    }
+    // ---- what the calls of client requests do when they end ----
 
-    /// Unregisters a client buffer; the reply (if any) goes out only after UNREGISTER_SHM returned.
-    pub(crate) fn start_unregister(
+    /// REGISTER_SHM of client buffer `shm` ended (its page list `list` is no longer needed).
+    /// `None`: the owner is gone, and the buffer is being unregistered again.
+    pub fn registered(
         &mut self,
         now: Millis,
         shm: ShmId,
-        reply: Option<ReplyTo>,
-    ) -> Result<(), WireError> {
-        let Some(s) = self.shms.get_mut(&shm) else {
-            return Err(WireError::NotFound);
-        };
-        let previous = s.state;
-        s.state = ShmState::Unregistering;
-        let (cookie, slot) = (s.cookie, s.journal_slot);
-        self.journal_registration(slot, EntryState::Removing);
-        let arg = unregister_msg(cookie);
-        if let Err(error) = self.submit_msg(now, Purpose::Unregister { shm, reply }, &arg) {
-            if let Some(s) = self.shms.get_mut(&shm) {
-                s.state = previous;
-            }
-            self.journal_registration(slot, EntryState::Live);
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    /// Closes a session; the reply (if any) goes out after CLOSE_SESSION returned.
-    pub(crate) fn start_close(&mut self, now: Millis, session: SessionId, reply: Option<ReplyTo>) {
-        let Some(s) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        s.closing = true;
-        let slot = s.journal_slot;
-        self.journal_session(slot, EntryState::Removing, None);
-        if let Err(error) = self.submit_msg(
-            now,
-            Purpose::CloseSession { session, reply },
-            &close_msg(session),
-        ) {
-            if let Some(s) = self.sessions.get_mut(&session) {
-                s.closing = false;
-            }
-            self.journal_session(slot, EntryState::Live, None);
-            if let Some(r) = reply {
-                self.reply(r.client, r.header, TeedResponse::Error(error));
-            }
-        }
-    }
-
-    /// Releases everything a client holds (its endpoint closed).
-    pub(crate) fn reclaim_client(&mut self, now: Millis, client: ClientId) {
-        let shms: Vec<ShmId> = self
-            .shms
-            .iter()
-            .filter(|(_, s)| {
-                s.owner == client
-                    && matches!(s.state, ShmState::Registered | ShmState::ReleasePending)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for shm in shms {
-            let _ = self.start_unregister(now, shm, None);
-        }
-        let sessions: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.owner == client && !s.closing)
-            .map(|(id, _)| *id)
-            .collect();
-        for session in sessions {
-            self.start_close(now, session, None);
-        }
-    }
-
-    fn client_connected(&self, client: ClientId) -> bool {
-        self.clients.get(&client).is_some_and(|c| c.connected)
-    }
-
-    fn drop_shm(&mut self, shm: ShmId, free_frames: bool) {
-        if let Some(s) = self.shms.remove(&shm) {
-            self.journal_registration(s.journal_slot, EntryState::Free);
-            if free_frames {
-                self.frames.free(s.run);
-            }
-        }
-    }
-
-    /// A call finished: do what its purpose asks.
-    pub(crate) fn complete(&mut self, now: Millis, purpose: Purpose, outcome: Outcome) {
-        match purpose {
-            Purpose::Register { shm, list, reply } => {
-                self.frames.free(list);
-                self.on_registered(now, shm, reply, outcome);
-            }
-            Purpose::Unregister { shm, reply } => self.on_unregistered(shm, reply, outcome),
-            Purpose::OpenSession {
-                reply,
-                ta,
-                journal_slot,
-            } => self.on_opened(now, reply, ta, journal_slot, outcome),
-            Purpose::Invoke { reply, kinds } => {
-                let body = match outcome {
-                    Outcome::Done(arg) => invoked(&arg, &kinds),
-                    other => TeedResponse::Error(other.wire_error()),
-                };
-                self.reply(reply.client, reply.header, body);
-            }
-            Purpose::CloseSession { session, reply } => {
-                if !matches!(outcome, Outcome::Done(_)) {
-                    // The secure world never saw the close: the session is still open there.
-                    if let Some(s) = self.sessions.get_mut(&session) {
-                        s.closing = false;
-                        let slot = s.journal_slot;
-                        self.journal_session(slot, EntryState::Live, None);
-                    }
-                    if let Some(r) = reply {
-                        self.reply(
-                            r.client,
-                            r.header,
-                            TeedResponse::Error(outcome.wire_error()),
-                        );
-                    }
-                    return;
-                }
-                // Whatever `ret` says, a session OP-TEE answered a close for is gone.
-                if let Some(s) = self.sessions.remove(&session) {
-                    self.journal_session(s.journal_slot, EntryState::Free, None);
-                }
-                self.note_shutdown_close();
-                if let Some(r) = reply {
-                    self.reply(r.client, r.header, TeedResponse::SessionClosed);
-                }
-            }
-            Purpose::Cancel { reply } => {
-                self.reply(reply.client, reply.header, TeedResponse::Cancelled);
-            }
-            Purpose::ReclaimRegistration { .. }
-            | Purpose::ReclaimSession { .. }
-            | Purpose::Orphan { .. } => self.on_probe_call_done(&purpose, &outcome),
-            Purpose::RegisterPrivate { .. } | Purpose::UnregisterPrivate { .. } => {
-                self.on_private_done(&purpose, &outcome)
-            }
-        }
-    }
-
-    fn on_registered(&mut self, now: Millis, shm: ShmId, reply: Option<ReplyTo>, outcome: Outcome) {
-        let ok = matches!(&outcome, Outcome::Done(arg) if arg.ret == teec::SUCCESS);
-        if !ok {
-            self.stats.register_refusals += 1;
+        list: Run,
+        outcome: Outcome,
+    ) -> Option<Result<TeedResponse, WireError>> {
+        self.reg.frames.free(list);
+        if !outcome.succeeded() {
+            self.engine.stats.register_refusals += 1;
             if let Outcome::Done(arg) = &outcome {
-                self.stats.last_register_ret = arg.ret;
+                self.engine.stats.last_register_ret = arg.ret;
             }
             // ec185dd3ab25: before the fix a failed registration kept its pages.
             let free = !self.cfg.seed_bugs.leak_pages_on_register_failure;
-            self.drop_shm(shm, free);
+            self.reg.drop_shm(shm, free);
             tracing::warn!(shm, ?outcome, "registration refused");
-            if let Some(r) = reply {
-                self.reply(
-                    r.client,
-                    r.header,
-                    TeedResponse::Error(outcome.wire_error()),
-                );
-            }
-            return;
+            return Some(Err(outcome.wire_error()));
         }
-        let Some(s) = self.shms.get_mut(&shm) else {
-            return;
-        };
+        let s = self.reg.shms.get_mut(&shm)?;
         s.state = ShmState::Registered;
         let (owner, pa, size, slot) = (s.owner, s.run.pa, s.size, s.journal_slot);
-        self.journal_registration(slot, EntryState::Live);
-        if !self.client_connected(owner) {
-            let _ = self.start_unregister(now, shm, None);
-            return;
+        self.reg.journal_registration(slot, EntryState::Live);
+        if !self.reg.client_connected(owner) {
+            let _ = start_unregister(self.reg, self.engine, now, shm, None);
+            return None;
         }
-        if let Some(r) = reply {
-            self.reply(
-                r.client,
-                r.header,
-                TeedResponse::ShmAllocated { shm, pa, size },
-            );
-        }
+        Some(Ok(TeedResponse::ShmAllocated { shm, pa, size }))
     }
 
-    fn on_unregistered(&mut self, shm: ShmId, reply: Option<ReplyTo>, outcome: Outcome) {
-        // BAD_PARAMETERS: OP-TEE no longer knows the cookie, so it is gone as well.
-        let gone = matches!(&outcome, Outcome::Done(arg)
-            if arg.ret == teec::SUCCESS || arg.ret == teec::ERROR_BAD_PARAMETERS);
-        if gone {
-            self.drop_shm(shm, true);
-            self.note_shutdown_unregister();
-            if let Some(r) = reply {
-                self.reply(r.client, r.header, TeedResponse::ShmFreed);
-            }
-            return;
-        }
-        if let Some(s) = self.shms.get_mut(&shm) {
-            s.state = ShmState::Registered;
-            let slot = s.journal_slot;
-            self.journal_registration(slot, EntryState::Live);
-        }
-        if let Some(r) = reply {
-            self.reply(
-                r.client,
-                r.header,
-                TeedResponse::Error(outcome.wire_error()),
-            );
-        }
-    }
-
-    fn on_opened(
+    /// OPEN_SESSION for `client` ended. `None`: the client is gone or the server stopped, and
+    /// the new session is being closed again.
+    pub fn opened(
         &mut self,
         now: Millis,
-        reply: ReplyTo,
+        client: ClientId,
         ta: Uuid,
         journal_slot: Option<usize>,
         outcome: Outcome,
-    ) {
+        stopped: bool,
+    ) -> Option<Result<TeedResponse, WireError>> {
         let session = match &outcome {
-            Outcome::Done(arg) if arg.ret == teec::SUCCESS => arg.session,
+            Outcome::Done(arg) if outcome.succeeded() => arg.session,
             _ => {
-                self.journal_session(journal_slot, EntryState::Free, None);
-                self.reply(
-                    reply.client,
-                    reply.header,
-                    TeedResponse::Error(outcome.wire_error()),
-                );
-                return;
+                self.reg
+                    .journal_session(journal_slot, EntryState::Free, None);
+                return Some(Err(outcome.wire_error()));
             }
         };
-        self.journal_session(journal_slot, EntryState::Live, Some(session));
-        self.sessions.insert(
+        self.reg
+            .journal_session(journal_slot, EntryState::Live, Some(session));
+        self.reg.sessions.insert(
             session,
             Session {
-                owner: reply.client,
+                owner: client,
                 ta,
                 journal_slot,
                 closing: false,
             },
         );
-        if !self.client_connected(reply.client) || matches!(self.phase, Phase::Stopped) {
-            self.start_close(now, session, None);
-            return;
+        if !self.reg.client_connected(client) || stopped {
+            let _ = start_close(self.reg, self.engine, now, session, None);
+            return None;
         }
-        self.reply(
-            reply.client,
-            reply.header,
-            TeedResponse::SessionOpened { session },
-        );
+        Some(Ok(TeedResponse::SessionOpened { session }))
     }
 }
 
@@ -557,7 +317,11 @@ pub fn boot_client_uuid(boot_id: u64) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
-fn invoked(arg: &MsgArg, kinds: &[OutKind]) -> TeedResponse {
+/// What an INVOKE_COMMAND's end tells the client: the results it asked for, or why it failed.
+pub(crate) fn invoked(outcome: Outcome, kinds: &[OutKind]) -> TeedResponse {
+    let Outcome::Done(arg) = outcome else {
+        return TeedResponse::Error(outcome.wire_error());
+    };
     let mut params = heapless::Vec::new();
     for (i, kind) in kinds.iter().enumerate() {
         let raw = arg.params.get(i).copied().unwrap_or_default();

@@ -5,6 +5,7 @@
 //! in use again.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 use optee_abi::mem::PAGE_SIZE_U64;
 
@@ -19,6 +20,13 @@ impl Run {
     /// Bytes the run spans.
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE_SIZE_U64
+    }
+
+    /// The address of each page of the run, for a page list.
+    pub(crate) fn page_addrs(&self) -> Vec<u64> {
+        (0..self.pages)
+            .map(|i| self.pa + i * PAGE_SIZE_U64)
+            .collect()
     }
 }
 

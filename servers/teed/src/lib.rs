@@ -4,18 +4,27 @@
 //! registry of shared memory registered with the secure world, the sessions of its clients and the
 //! lifecycle journal. Platform shells (hosted, QEMU guest, Redox, seL4) feed it messages, SMC
 //! results and timeouts, and carry out what [`Teed::poll`] returns.
+//!
+//! Inside, [`Teed`] composes a registry (what this incarnation holds, and the journal), a call
+//! engine (every SMC and yielding call, and the effect queue), and the probe and shutdown
+//! machines, which act only through those two. Every ended call is routed by its purpose from
+//! one function in `dispatch.rs`.
 #![no_std]
 
 extern crate alloc;
 
+mod call;
 pub mod client;
 pub mod config;
 mod core;
+mod dispatch;
 mod engine;
 pub mod frames;
 pub mod journal;
-mod lifecycle;
+mod leftovers;
 mod probe;
+mod registry;
+mod release;
 mod shutdown;
 pub mod types;
 

@@ -3,22 +3,22 @@
 //! reclaim what the journal lists (beyond Linux); drain stale RPC-cache entries in *unmapped*
 //! mode, discarding their cookies (b5c10dd04b74); enable the cache; Ready. Every wait is bounded
 //! by the probe deadline: where Linux hung, teed declines.
+//!
+//! A machine of its own, driven from outside: it makes its calls through the call engine, reads
+//! and writes the journal through the registry, and tells the server how it ended.
 
-use alloc::vec::Vec;
+use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
+use optee_abi::smc::{func, ret, sec_cap, Regs, MSG_REVISION_MAJOR, MSG_UID};
+use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow};
+use tee_proto::Generation;
 
-use optee_abi::mem::PhysMem;
-use optee_abi::msg::{cmd, MsgArg};
-use optee_abi::smc::{func, join_u32_pair, ret, sec_cap, Regs, MSG_REVISION_MAJOR, MSG_UID};
-use optee_abi::teec;
-use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow, ServerEvent};
-
-use crate::config::Millis;
-use crate::core::{ArgSlots, FastCall, Pending, Phase};
-use crate::engine::{close_msg, unregister_msg, Outcome};
-use crate::frames::FrameAllocator;
-use crate::journal::{self, EntryState, Journal, Leftover};
-use crate::types::Purpose;
-use crate::Teed;
+use crate::call::FastCall;
+use crate::config::{Millis, TeedConfig};
+use crate::engine::CallEngine;
+use crate::journal;
+use crate::leftovers;
+use crate::registry::Registry;
+use crate::types::TeedStats;
 
 /// Steps of the probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,343 +34,441 @@ pub(crate) enum ProbeStep {
     EnableCache,
 }
 
+/// How a probe ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeEnd {
+    /// The cache is on: serve.
+    Ready,
+    Declined(DeclineReason),
+}
+
+/// What init's Hello tells the probe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hello {
+    pub generation: Generation,
+    pub boot: BootInfo,
+    pub ram: RamWindow,
+    pub journal: RamWindow,
+}
+
+/// What the answer to one of the probe's fast calls says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Go on with this step.
+    Next(ProbeStep),
+    /// The secure world has this many threads.
+    Threads(u32),
+    /// A stale cache entry was discarded; drain again.
+    CookieDiscarded,
+    /// The secure world is busy: ask again after a pause.
+    Retry,
+    Ready,
+    Decline(DeclineReason),
+}
+
+impl Answer {
+    /// Reads the registers a probe fast call returned; `None` for a call the probe never makes.
+    pub fn read(fast: FastCall, regs: &Regs) -> Option<Answer> {
+        let code = regs[0] as u32;
+        let incompatible = Answer::Decline(DeclineReason::IncompatibleSecureWorld);
+        let answer = match fast {
+            FastCall::Uid => {
+                let uid = [regs[0], regs[1], regs[2], regs[3]].map(|r| r as u32);
+                if uid == MSG_UID {
+                    Answer::Next(ProbeStep::Revision)
+                } else {
+                    incompatible
+                }
+            }
+            FastCall::Revision if code == MSG_REVISION_MAJOR => Answer::Next(ProbeStep::OsRevision),
+            FastCall::Revision => incompatible,
+            FastCall::OsRevision => {
+                tracing::info!(major = regs[0], minor = regs[1], "OP-TEE OS revision");
+                Answer::Next(ProbeStep::Capabilities)
+            }
+            FastCall::Capabilities if code == ret::OK && regs[1] & sec_cap::DYNAMIC_SHM != 0 => {
+                Answer::Next(ProbeStep::ThreadCount)
+            }
+            FastCall::Capabilities => incompatible,
+            FastCall::ThreadCount if code == ret::OK => Answer::Threads(regs[1] as u32),
+            FastCall::ThreadCount => Answer::Threads(0),
+            FastCall::DrainUnmapped => match code {
+                ret::OK => Answer::CookieDiscarded,
+                ret::EBUSY => Answer::Retry,
+                _ => Answer::Next(ProbeStep::EnableCache),
+            },
+            FastCall::EnableCache => match code {
+                ret::OK => Answer::Ready,
+                ret::EBUSY => Answer::Retry,
+                _ => incompatible,
+            },
+            FastCall::DrainMapped => return None,
+        };
+        Some(answer)
+    }
+
+    /// The end this answer brings on its own, at whatever step the probe is (also when it already
+    /// declined or was stopped and the answer came late).
+    pub fn end(&self) -> Option<ProbeEnd> {
+        match *self {
+            Answer::Ready => Some(ProbeEnd::Ready),
+            Answer::Decline(reason) => Some(ProbeEnd::Declined(reason)),
+            Answer::Next(_) | Answer::Threads(_) | Answer::CookieDiscarded | Answer::Retry => None,
+        }
+    }
+}
+
 /// The probe in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Probe {
-    pub step: ProbeStep,
-    pub deadline: Millis,
-    pub retry_at: Option<Millis>,
+    step: ProbeStep,
+    deadline: Millis,
+    retry_at: Option<Millis>,
     /// The step's SMC or calls are out.
-    pub busy: bool,
+    busy: bool,
+    /// Secure threads, as the secure world counted them.
+    thread_count: u32,
+    resume_orphans: bool,
+    /// Seed bug b5c10dd04b74: skip the stale-cache drain.
+    skip_cache_drain: bool,
+    retry_ms: Millis,
 }
 
-impl<M: PhysMem> Teed<M> {
-    pub(crate) fn start_probe(
-        &mut self,
+impl Probe {
+    /// Takes this boot's memory and message slots, and starts the probe; or declines at once
+    /// (a crash kernel, or no memory for the message slots).
+    pub fn start<M: PhysMem>(
         now: Millis,
-        boot: BootInfo,
-        ram: RamWindow,
-        journal_window: RamWindow,
-    ) {
+        cfg: &TeedConfig,
+        hello: Hello,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Result<Probe, DeclineReason> {
+        let boot = hello.boot;
         let crash_boot = boot.crash_flag || boot.kind == BootKind::CrashKernel;
-        if crash_boot && !self.cfg.seed_bugs.probe_in_crash_kernel {
+        if crash_boot && !cfg.seed_bugs.probe_in_crash_kernel {
             // adf752af454e: every secure thread may be suspended mid-call; touch nothing.
             tracing::info!("crash kernel: declining before any SMC");
-            self.decline(DeclineReason::CrashKernel);
-            return;
+            return Err(DeclineReason::CrashKernel);
         }
-        self.frames = FrameAllocator::new(ram.base, ram.len);
-        self.journal = None;
-        if self.cfg.hardening.journal && journal_window.len >= journal::JOURNAL_BYTES {
-            match Journal::open(&mut self.mem, journal_window.base) {
-                Ok((j, epoch)) => {
-                    self.journal = Some(j);
-                    self.epoch = epoch;
-                }
-                Err(error) => tracing::warn!(%error, "journal window unusable; running without"),
-            }
-        }
-        if self.journal.is_none() {
-            // Without a journal, boot id and generation still keep cookies apart.
-            self.epoch = ((boot.boot_id as u32) << 8) | (self.generation & 0xff);
-        }
-        self.args = match &self.journal {
-            Some(j) => ArgSlots {
-                pas: (0..journal::ARG_SLOTS).map(|i| j.arg_slot_pa(i)).collect(),
-                used: alloc::vec![false; journal::ARG_SLOTS],
-            },
+        reg.open(
+            hello.ram,
+            hello.journal,
+            cfg.hardening.journal,
+            boot.boot_id,
+            hello.generation,
+        );
+        let slots = match reg.journal_arg_slots() {
+            Some(pas) => pas,
             None => {
                 let bytes = journal::ARG_SLOT_BYTES * journal::ARG_SLOTS as u64;
-                match self
+                let run = reg
                     .frames
-                    .alloc(bytes.div_ceil(optee_abi::mem::PAGE_SIZE_U64))
-                {
-                    Some(run) => ArgSlots {
-                        pas: (0..journal::ARG_SLOTS as u64)
-                            .map(|i| run.pa + i * journal::ARG_SLOT_BYTES)
-                            .collect(),
-                        used: alloc::vec![false; journal::ARG_SLOTS],
-                    },
-                    None => {
-                        self.decline(DeclineReason::SecureWorldUnavailable);
-                        return;
-                    }
-                }
+                    .alloc(bytes.div_ceil(PAGE_SIZE_U64))
+                    .ok_or(DeclineReason::SecureWorldUnavailable)?;
+                (0..journal::ARG_SLOTS as u64)
+                    .map(|i| run.pa + i * journal::ARG_SLOT_BYTES)
+                    .collect()
             }
         };
-        self.phase = Phase::Probing(Probe {
+        engine.set_arg_slots(slots);
+        Ok(Probe {
             step: ProbeStep::Uid,
-            deadline: now + self.cfg.deadlines.probe_ms,
+            deadline: now + cfg.deadlines.probe_ms,
             retry_at: None,
             busy: false,
-        });
+            thread_count: 0,
+            resume_orphans: cfg.hardening.resume_orphans,
+            skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
+            retry_ms: cfg.deadlines.retry_ms,
+        })
     }
 
-    pub(crate) fn decline(&mut self, reason: DeclineReason) {
-        // Once is enough: a refused SMC answered after the decline must not decline again.
-        if matches!(self.phase, Phase::Declined(_)) {
-            return;
-        }
-        self.phase = Phase::Declined(reason);
-        self.send_init(ServerEvent::Declined { reason });
+    /// When the probe next needs [`Probe::on_timer`].
+    pub fn next_timeout(&self) -> Option<Millis> {
+        Some(
+            self.retry_at
+                .map_or(self.deadline, |t| t.min(self.deadline)),
+        )
     }
 
-    fn probe_mut(&mut self) -> Option<&mut Probe> {
-        match &mut self.phase {
-            Phase::Probing(p) => Some(p),
-            _ => None,
-        }
+    fn next(&mut self, step: ProbeStep) {
+        self.step = step;
+        self.busy = false;
+        self.retry_at = None;
     }
 
-    fn probe_next(&mut self, step: ProbeStep) {
-        if let Some(p) = self.probe_mut() {
-            p.step = step;
-            p.busy = false;
-            p.retry_at = None;
-        }
-    }
-
-    pub(crate) fn fast(&mut self, call: FastCall, id: u32, a1: u64) {
-        let regs: Regs = [u64::from(id), a1, 0, 0, 0, 0, 0, 0];
-        self.emit_smc(Pending::Fast(call), regs);
-    }
-
-    pub(crate) fn advance_probe(&mut self, now: Millis) {
+    /// Starts the current step unless it is already out or waiting for its retry.
+    pub fn advance<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) {
         loop {
-            let Phase::Probing(p) = &self.phase else {
-                return;
-            };
-            if p.busy || p.retry_at.is_some() {
+            if self.busy || self.retry_at.is_some() {
                 return;
             }
-            let step = p.step;
-            if let Some(p) = self.probe_mut() {
-                p.busy = true;
-            }
-            match step {
-                ProbeStep::Uid => self.fast(FastCall::Uid, func::CALLS_UID, 0),
-                ProbeStep::Revision => self.fast(FastCall::Revision, func::CALLS_REVISION, 0),
-                ProbeStep::OsRevision => self.fast(FastCall::OsRevision, func::GET_OS_REVISION, 0),
+            self.busy = true;
+            match self.step {
+                ProbeStep::Uid => engine.fast(FastCall::Uid, func::CALLS_UID),
+                ProbeStep::Revision => engine.fast(FastCall::Revision, func::CALLS_REVISION),
+                ProbeStep::OsRevision => engine.fast(FastCall::OsRevision, func::GET_OS_REVISION),
                 ProbeStep::Capabilities => {
-                    self.fast(FastCall::Capabilities, func::EXCHANGE_CAPABILITIES, 0)
+                    engine.fast(FastCall::Capabilities, func::EXCHANGE_CAPABILITIES)
                 }
                 ProbeStep::ThreadCount => {
-                    self.fast(FastCall::ThreadCount, func::GET_THREAD_COUNT, 0)
+                    engine.fast(FastCall::ThreadCount, func::GET_THREAD_COUNT)
                 }
                 ProbeStep::ResumeOrphans => {
-                    if !self.cfg.hardening.resume_orphans || self.thread_count == 0 {
-                        self.probe_next(ProbeStep::Reclaim);
+                    if !self.resume_orphans || self.thread_count == 0 {
+                        self.next(ProbeStep::Reclaim);
                         continue;
                     }
-                    for thread in 0..self.thread_count {
-                        let regs = [
-                            u64::from(func::RETURN_FROM_RPC),
-                            0,
-                            0,
-                            u64::from(thread),
-                            0,
-                            0,
-                            0,
-                            0,
-                        ];
-                        self.start_yielding(now, Purpose::Orphan { thread }, None, regs, true);
-                    }
+                    leftovers::resume_orphans(now, engine, self.thread_count);
                 }
                 ProbeStep::Reclaim => {
-                    if !self.start_reclaim(now) {
-                        self.probe_next(ProbeStep::DrainUnmapped);
+                    if !leftovers::start_reclaim(now, reg, engine) {
+                        self.next(ProbeStep::DrainUnmapped);
                         continue;
                     }
                 }
                 ProbeStep::DrainUnmapped => {
-                    if self.cfg.seed_bugs.no_probe_cache_drain {
-                        self.probe_next(ProbeStep::EnableCache);
+                    if self.skip_cache_drain {
+                        self.next(ProbeStep::EnableCache);
                         continue;
                     }
-                    self.fast(FastCall::DrainUnmapped, func::DISABLE_SHM_CACHE, 0)
+                    engine.fast(FastCall::DrainUnmapped, func::DISABLE_SHM_CACHE)
                 }
                 ProbeStep::EnableCache => {
-                    self.fast(FastCall::EnableCache, func::ENABLE_SHM_CACHE, 0)
+                    engine.fast(FastCall::EnableCache, func::ENABLE_SHM_CACHE)
                 }
             }
             return;
         }
     }
 
-    /// Starts reclaiming journal leftovers; false when there is nothing (left) to do.
-    fn start_reclaim(&mut self, now: Millis) -> bool {
-        let Some(j) = &self.journal else { return false };
-        let Ok(leftovers) = j.leftovers(&self.mem) else {
-            return false;
-        };
-        // First read every open whose outcome only its message slot knows: the secure world wrote
-        // it there in the step that created the session, and the calls below reuse the slots.
-        let mut work = Vec::with_capacity(leftovers.len());
-        for leftover in leftovers {
-            match leftover {
-                Leftover::OpeningSession { slot, arg_slot, .. } => {
-                    let opened = self
-                        .args
-                        .pas
-                        .get(arg_slot as usize)
-                        .and_then(|pa| MsgArg::read_from(&self.mem, *pa).ok())
-                        .filter(|a| a.cmd == cmd::OPEN_SESSION && a.ret == teec::SUCCESS);
-                    match opened {
-                        Some(arg) => {
-                            self.journal_session(Some(slot), EntryState::Live, Some(arg.session));
-                            work.push(Leftover::Session {
-                                slot,
-                                session: arg.session,
-                                owner: 0,
-                            });
-                        }
-                        None => self.journal_session(Some(slot), EntryState::Free, None),
-                    }
-                }
-                other => work.push(other),
+    /// The answer to the step's fast call.
+    pub fn on_answer(&mut self, now: Millis, answer: Answer) -> Option<ProbeEnd> {
+        match answer {
+            Answer::Next(step) => self.next(step),
+            Answer::Threads(count) => {
+                self.thread_count = count;
+                self.next(ProbeStep::ResumeOrphans);
             }
-        }
-        let mut started = false;
-        for leftover in work {
-            let result = match leftover {
-                Leftover::Registration { slot, cookie, .. } => self.submit_msg(
-                    now,
-                    Purpose::ReclaimRegistration { journal_slot: slot },
-                    &unregister_msg(cookie),
-                ),
-                Leftover::Session { slot, session, .. } => self.submit_msg(
-                    now,
-                    Purpose::ReclaimSession { journal_slot: slot },
-                    &close_msg(session),
-                ),
-                Leftover::OpeningSession { .. } => continue,
-            };
-            match result {
-                Ok(_) => started = true,
-                // Out of message slots: the rest goes in the next round.
-                Err(_) => break,
+            Answer::CookieDiscarded => self.next(ProbeStep::DrainUnmapped),
+            Answer::Retry => {
+                self.busy = false;
+                self.retry_at = Some(now + self.retry_ms);
             }
+            Answer::Ready | Answer::Decline(_) => {}
         }
-        started
+        answer.end()
     }
 
-    pub(crate) fn on_probe_call_done(&mut self, purpose: &Purpose, outcome: &Outcome) {
-        match purpose {
-            Purpose::Orphan { thread } => {
-                if matches!(outcome, Outcome::Done(_)) {
-                    tracing::info!(thread, "resumed a thread an earlier world left suspended");
-                    self.stats.orphans_resumed += 1;
-                }
-            }
-            Purpose::ReclaimRegistration { journal_slot } => {
-                if let Outcome::Done(arg) = outcome {
-                    if arg.ret == teec::SUCCESS {
-                        self.stats.reclaimed_registrations += 1;
-                    }
-                    self.journal_registration(Some(*journal_slot), EntryState::Free);
-                }
-            }
-            Purpose::ReclaimSession { journal_slot } => {
-                if let Outcome::Done(arg) = outcome {
-                    if arg.ret == teec::SUCCESS {
-                        self.stats.reclaimed_sessions += 1;
-                    }
-                    self.journal_session(Some(*journal_slot), EntryState::Free, None);
-                }
-            }
-            _ => {}
-        }
-        let step = match &self.phase {
-            Phase::Probing(p) => p.step,
-            _ => return,
-        };
-        let outstanding = self.calls.values().any(|c| {
-            matches!(
-                c.purpose,
-                Purpose::Orphan { .. }
-                    | Purpose::ReclaimRegistration { .. }
-                    | Purpose::ReclaimSession { .. }
-            )
-        });
-        if outstanding {
+    /// A resumed orphan or a reclaim call ended (recorded by [`leftovers::record`]): once the
+    /// step's last one did, move on, or start another round of leftovers.
+    pub fn on_leftover_call_done(&mut self, engine: &CallEngine) {
+        if engine.any_call(leftovers::is_leftover_call) {
             return;
         }
-        match step {
-            ProbeStep::ResumeOrphans => self.probe_next(ProbeStep::Reclaim),
+        match self.step {
+            ProbeStep::ResumeOrphans => self.next(ProbeStep::Reclaim),
             // Another round: leftovers that did not fit in the message slots.
-            ProbeStep::Reclaim => {
-                if let Some(p) = self.probe_mut() {
-                    p.busy = false;
-                }
-            }
+            ProbeStep::Reclaim => self.busy = false,
             _ => {}
         }
     }
 
-    pub(crate) fn on_fast_return(&mut self, now: Millis, fast: FastCall, regs: Regs) {
-        let code = regs[0] as u32;
-        let retry = now + self.cfg.deadlines.retry_ms;
-        match fast {
-            FastCall::Uid => {
-                let uid = [regs[0], regs[1], regs[2], regs[3]].map(|r| r as u32);
-                if uid == MSG_UID {
-                    self.probe_next(ProbeStep::Revision);
-                } else {
-                    self.decline(DeclineReason::IncompatibleSecureWorld);
-                }
-            }
-            FastCall::Revision => {
-                if regs[0] as u32 == MSG_REVISION_MAJOR {
-                    self.probe_next(ProbeStep::OsRevision);
-                } else {
-                    self.decline(DeclineReason::IncompatibleSecureWorld);
-                }
-            }
-            FastCall::OsRevision => {
-                tracing::info!(major = regs[0], minor = regs[1], "OP-TEE OS revision");
-                self.probe_next(ProbeStep::Capabilities);
-            }
-            FastCall::Capabilities => {
-                if code == ret::OK && regs[1] & sec_cap::DYNAMIC_SHM != 0 {
-                    self.probe_next(ProbeStep::ThreadCount);
-                } else {
-                    self.decline(DeclineReason::IncompatibleSecureWorld);
-                }
-            }
-            FastCall::ThreadCount => {
-                self.thread_count = if code == ret::OK { regs[1] as u32 } else { 0 };
-                self.probe_next(ProbeStep::ResumeOrphans);
-            }
-            FastCall::DrainUnmapped => match code {
-                // b5c10dd04b74: the cookie is from an earlier world; never dereference it.
-                ret::OK => {
-                    self.stats.cache_cookies_discarded += 1;
-                    self.probe_next(ProbeStep::DrainUnmapped);
-                }
-                ret::EBUSY => self.probe_retry(retry),
-                _ => self.probe_next(ProbeStep::EnableCache),
+    /// Time passed: the deadline declines; a due retry lets the step start again.
+    pub fn on_timer(&mut self, now: Millis, stats: &mut TeedStats) -> Option<ProbeEnd> {
+        if now >= self.deadline {
+            tracing::warn!(step = ?self.step, "probe deadline expired");
+            stats.deadline_expiries += 1;
+            return Some(ProbeEnd::Declined(DeclineReason::DeadlineExpired));
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::call::Pending;
+    use crate::types::Effect;
+    use secure_world::ram::SparseRam;
+
+    const RAM: RamWindow = RamWindow {
+        base: 0x4000_0000,
+        len: 1 << 20,
+    };
+    const NO_JOURNAL: RamWindow = RamWindow { base: 0, len: 0 };
+
+    fn hello(kind: BootKind, crash_flag: bool) -> Hello {
+        Hello {
+            generation: 1,
+            boot: BootInfo {
+                boot_id: 7,
+                kind,
+                crash_flag,
             },
-            FastCall::EnableCache => match code {
-                ret::OK => {
-                    self.phase = Phase::Serving;
-                    self.served = true;
-                    let generation = self.generation;
-                    tracing::info!(generation, "serving");
-                    self.send_init(ServerEvent::Ready { generation });
-                }
-                ret::EBUSY => self.probe_retry(retry),
-                _ => self.decline(DeclineReason::IncompatibleSecureWorld),
-            },
-            FastCall::DrainMapped => {
-                self.on_drain_mapped(now, code, join_u32_pair(regs[1], regs[2]))
-            }
+            ram: RAM,
+            journal: NO_JOURNAL,
         }
     }
 
-    fn probe_retry(&mut self, at: Millis) {
-        if let Some(p) = self.probe_mut() {
-            p.busy = false;
-            p.retry_at = Some(at);
+    fn parts(cfg: &TeedConfig) -> (Registry<SparseRam>, CallEngine) {
+        let reg = Registry::new(SparseRam::new(RAM.base, RAM.len));
+        (reg, CallEngine::new(cfg))
+    }
+
+    /// The fast call the probe asked for; the engine forgets it as the shell answers.
+    fn asked(engine: &mut CallEngine) -> (FastCall, u32) {
+        let Some(Effect::Smc { token, regs }) = engine.next_effect() else {
+            panic!("no SMC asked for");
+        };
+        let Some(Pending::Fast(fast)) = engine.take_pending(token) else {
+            panic!("not a fast call");
+        };
+        (fast, regs[0] as u32)
+    }
+
+    fn answer(probe: &mut Probe, now: Millis, fast: FastCall, regs: Regs) -> Option<ProbeEnd> {
+        probe.on_answer(now, Answer::read(fast, &regs).unwrap())
+    }
+
+    #[test]
+    fn a_crash_kernel_declines_before_any_smc() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let started = Probe::start(
+            0,
+            &cfg,
+            hello(BootKind::CrashKernel, false),
+            &mut reg,
+            &mut engine,
+        );
+        assert_eq!(started, Err(DeclineReason::CrashKernel));
+        let flagged = Probe::start(0, &cfg, hello(BootKind::Kexec, true), &mut reg, &mut engine);
+        assert_eq!(flagged, Err(DeclineReason::CrashKernel));
+        assert_eq!(engine.next_effect(), None);
+    }
+
+    #[test]
+    fn a_fresh_secure_world_is_probed_step_by_step_to_ready() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        let uid = MSG_UID.map(u64::from);
+        let ok = u64::from(ret::OK);
+        let script: [(FastCall, u32, Regs); 6] = [
+            (
+                FastCall::Uid,
+                func::CALLS_UID,
+                [uid[0], uid[1], uid[2], uid[3], 0, 0, 0, 0],
+            ),
+            (
+                FastCall::Revision,
+                func::CALLS_REVISION,
+                [u64::from(MSG_REVISION_MAJOR), 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                FastCall::OsRevision,
+                func::GET_OS_REVISION,
+                [3, 18, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                FastCall::Capabilities,
+                func::EXCHANGE_CAPABILITIES,
+                [ok, sec_cap::DYNAMIC_SHM, 0, 0, 0, 0, 0, 0],
+            ),
+            // No threads: nothing to resume; no journal: nothing to reclaim.
+            (
+                FastCall::ThreadCount,
+                func::GET_THREAD_COUNT,
+                [ok, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            // The cache holds nothing stale.
+            (
+                FastCall::DrainUnmapped,
+                func::DISABLE_SHM_CACHE,
+                [u64::from(ret::ENOTAVAIL), 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ];
+        for (fast, function, regs) in script {
+            probe.advance(1, &mut reg, &mut engine);
+            assert_eq!(asked(&mut engine), (fast, function));
+            assert_eq!(answer(&mut probe, 1, fast, regs), None);
         }
+        probe.advance(1, &mut reg, &mut engine);
+        assert_eq!(
+            asked(&mut engine),
+            (FastCall::EnableCache, func::ENABLE_SHM_CACHE)
+        );
+        let enabled = [ok, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            answer(&mut probe, 1, FastCall::EnableCache, enabled),
+            Some(ProbeEnd::Ready)
+        );
+    }
+
+    #[test]
+    fn a_busy_cache_is_asked_again_after_a_pause() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        probe.next(ProbeStep::EnableCache);
+        probe.advance(10, &mut reg, &mut engine);
+        assert_eq!(asked(&mut engine).0, FastCall::EnableCache);
+        let busy = [u64::from(ret::EBUSY), 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(answer(&mut probe, 10, FastCall::EnableCache, busy), None);
+        let retry_at = 10 + cfg.deadlines.retry_ms;
+        assert_eq!(probe.next_timeout(), Some(retry_at));
+        probe.advance(11, &mut reg, &mut engine);
+        assert_eq!(
+            engine.next_effect(),
+            None,
+            "nothing before the pause is over"
+        );
+        let mut stats = TeedStats::default();
+        assert_eq!(probe.on_timer(retry_at, &mut stats), None);
+        probe.advance(retry_at, &mut reg, &mut engine);
+        assert_eq!(asked(&mut engine).0, FastCall::EnableCache);
+    }
+
+    #[test]
+    fn the_deadline_declines_where_linux_would_hang() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut probe =
+            Probe::start(0, &cfg, hello(BootKind::Cold, false), &mut reg, &mut engine).unwrap();
+        probe.advance(0, &mut reg, &mut engine);
+        let mut stats = TeedStats::default();
+        assert_eq!(probe.next_timeout(), Some(cfg.deadlines.probe_ms));
+        assert_eq!(probe.on_timer(cfg.deadlines.probe_ms - 1, &mut stats), None);
+        assert_eq!(
+            probe.on_timer(cfg.deadlines.probe_ms, &mut stats),
+            Some(ProbeEnd::Declined(DeclineReason::DeadlineExpired))
+        );
+        assert_eq!(stats.deadline_expiries, 1);
+    }
+
+    #[test]
+    fn a_late_answer_keeps_its_verdict() {
+        let refused = [u64::from(ret::UNKNOWN_FUNCTION), 0, 0, 0, 0, 0, 0, 0];
+        let late = Answer::read(FastCall::Uid, &refused).unwrap();
+        let incompatible = DeclineReason::IncompatibleSecureWorld;
+        assert_eq!(late.end(), Some(ProbeEnd::Declined(incompatible)));
+        assert_eq!(
+            Answer::read(FastCall::DrainMapped, &refused),
+            None,
+            "not the probe's call"
+        );
     }
 }

@@ -1,20 +1,24 @@
 //! The shutdown: let calls in flight finish; unregister and close what clients left (beyond
 //! Linux); drain the RPC cache in *mapped* mode, freeing each returned buffer (f25889f93184);
 //! ack. Bounded by the shutdown deadline.
+//!
+//! A machine of its own, driven from outside: it releases through the registry and the call
+//! engine, keeps the report, and says when it is done; the server then stops and acks.
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use optee_abi::mem::PhysMem;
 use optee_abi::smc::{func, ret};
-use tee_proto::lifecycle::{ServerEvent, ShutdownReason, ShutdownReport};
+use tee_proto::lifecycle::{ShutdownReason, ShutdownReport};
 use tee_proto::Header;
 
-use crate::config::Millis;
-use crate::core::{FastCall, Phase};
-use crate::engine::Outcome;
-use crate::types::{CallStatus, ShmState};
-use crate::Teed;
+use crate::call::FastCall;
+use crate::config::{Millis, TeedConfig};
+use crate::engine::CallEngine;
+use crate::registry::Registry;
+use crate::release::{start_close, start_unregister};
+use crate::types::ShmState;
 
 /// Steps of the shutdown, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,214 +28,336 @@ pub(crate) enum ShutdownStep {
     DrainMapped,
 }
 
-/// The shutdown in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ShutdownRun {
-    pub step: ShutdownStep,
-    pub deadline: Millis,
-    pub retry_at: Option<Millis>,
-    pub busy: bool,
+/// A finished shutdown: the ack owed to init's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShutdownDone {
     pub request: Header,
-    pub reason: ShutdownReason,
     pub report: ShutdownReport,
-    /// Sweep targets already tried, so a failing one is not retried for ever.
-    pub swept_shms: BTreeSet<u32>,
-    pub swept_sessions: BTreeSet<u32>,
 }
 
-impl<M: PhysMem> Teed<M> {
-    pub(crate) fn start_shutdown(&mut self, now: Millis, request: Header, reason: ShutdownReason) {
-        match self.phase {
-            Phase::Serving => {
-                tracing::info!(?reason, "shutdown");
-                self.phase = Phase::ShuttingDown(ShutdownRun {
-                    step: ShutdownStep::Quiesce,
-                    deadline: now + self.cfg.deadlines.shutdown_ms,
-                    retry_at: None,
-                    busy: false,
-                    request,
-                    reason,
-                    report: ShutdownReport::default(),
-                    swept_shms: BTreeSet::new(),
-                    swept_sessions: BTreeSet::new(),
-                });
-            }
-            Phase::ShuttingDown(_) => {}
-            _ => {
-                // Nothing was ever served (declined, or never probed): nothing to release.
-                if !matches!(self.phase, Phase::Declined(_)) {
-                    self.phase = Phase::Stopped;
-                }
-                self.send_init_reply(request, ServerEvent::ShutdownAck(ShutdownReport::default()));
-            }
+/// The shutdown in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shutdown {
+    step: ShutdownStep,
+    deadline: Millis,
+    retry_at: Option<Millis>,
+    busy: bool,
+    request: Header,
+    report: ShutdownReport,
+    /// Sweep targets already tried, so a failing one is not retried for ever.
+    swept_shms: BTreeSet<u32>,
+    swept_sessions: BTreeSet<u32>,
+    sweep: bool,
+    /// Seed bug f25889f93184: leave the RPC cache undrained.
+    skip_cache_drain: bool,
+    retry_ms: Millis,
+}
+
+impl Shutdown {
+    /// A shutdown for init's `request`.
+    pub fn new(now: Millis, cfg: &TeedConfig, request: Header, reason: ShutdownReason) -> Shutdown {
+        tracing::info!(?reason, "shutdown");
+        Shutdown {
+            step: ShutdownStep::Quiesce,
+            deadline: now + cfg.deadlines.shutdown_ms,
+            retry_at: None,
+            busy: false,
+            request,
+            report: ShutdownReport::default(),
+            swept_shms: BTreeSet::new(),
+            swept_sessions: BTreeSet::new(),
+            sweep: cfg.hardening.sweep_on_shutdown,
+            skip_cache_drain: cfg.seed_bugs.no_shutdown_cache_drain,
+            retry_ms: cfg.deadlines.retry_ms,
         }
     }
 
-    fn shutdown_mut(&mut self) -> Option<&mut ShutdownRun> {
-        match &mut self.phase {
-            Phase::ShuttingDown(s) => Some(s),
-            _ => None,
-        }
+    /// When the shutdown next needs [`Shutdown::on_timer`].
+    pub fn next_timeout(&self) -> Option<Millis> {
+        Some(
+            self.retry_at
+                .map_or(self.deadline, |t| t.min(self.deadline)),
+        )
     }
 
-    pub(crate) fn note_shutdown_unregister(&mut self) {
-        if let Some(s) = self.shutdown_mut() {
-            s.report.unregistered += 1;
-        }
+    /// A client buffer was unregistered while shutting down.
+    pub fn note_unregistered(&mut self) {
+        self.report.unregistered += 1;
     }
 
-    pub(crate) fn note_shutdown_close(&mut self) {
-        if let Some(s) = self.shutdown_mut() {
-            s.report.sessions_closed += 1;
-        }
+    /// A session was closed while shutting down.
+    pub fn note_closed(&mut self) {
+        self.report.sessions_closed += 1;
     }
 
-    pub(crate) fn advance_shutdown(&mut self, now: Millis) {
+    /// Moves through every step that has nothing left to wait for.
+    pub fn advance<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
         loop {
-            let Phase::ShuttingDown(s) = &self.phase else {
-                return;
-            };
-            if s.retry_at.is_some() || (s.busy && !self.calls.is_empty()) {
-                return;
-            }
-            let step = s.step;
             // Nothing else may be in flight when the cache is switched off.
-            if !self.calls.is_empty() {
-                return;
+            if self.retry_at.is_some() || !engine.is_idle() {
+                return None;
             }
-            match step {
+            match self.step {
                 ShutdownStep::Quiesce => {
-                    if let Some(s) = self.shutdown_mut() {
-                        s.step = ShutdownStep::Sweep;
-                        s.busy = false;
-                    }
+                    self.step = ShutdownStep::Sweep;
+                    self.busy = false;
                 }
                 ShutdownStep::Sweep => {
-                    if !self.cfg.hardening.sweep_on_shutdown || !self.sweep_round(now) {
-                        if let Some(s) = self.shutdown_mut() {
-                            s.step = ShutdownStep::DrainMapped;
-                            s.busy = false;
-                        }
+                    if !self.sweep || !self.sweep_round(now, reg, engine) {
+                        self.step = ShutdownStep::DrainMapped;
+                        self.busy = false;
                         continue;
                     }
-                    if let Some(s) = self.shutdown_mut() {
-                        s.busy = true;
-                    }
-                    return;
+                    self.busy = true;
+                    return None;
                 }
                 ShutdownStep::DrainMapped => {
-                    if s.busy {
-                        return;
+                    if self.busy {
+                        return None;
                     }
-                    if self.cfg.seed_bugs.no_shutdown_cache_drain {
-                        self.finish_shutdown();
-                        return;
+                    if self.skip_cache_drain {
+                        return Some(self.finish(reg, engine));
                     }
-                    if let Some(s) = self.shutdown_mut() {
-                        s.busy = true;
-                    }
-                    self.fast(FastCall::DrainMapped, func::DISABLE_SHM_CACHE, 0);
-                    return;
+                    self.busy = true;
+                    engine.fast(FastCall::DrainMapped, func::DISABLE_SHM_CACHE);
+                    return None;
                 }
             }
         }
     }
 
     /// Unregisters and closes what is left; false when nothing (untried) is left.
-    fn sweep_round(&mut self, now: Millis) -> bool {
-        let Some(s) = self.shutdown_mut() else {
-            return false;
-        };
-        let tried_shms = s.swept_shms.clone();
-        let tried_sessions = s.swept_sessions.clone();
-        let shms: Vec<u32> = self
+    fn sweep_round<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> bool {
+        let shms: Vec<u32> = reg
             .shms
             .iter()
             .filter(|(id, sh)| {
-                !tried_shms.contains(id)
+                !self.swept_shms.contains(id)
                     && matches!(sh.state, ShmState::Registered | ShmState::ReleasePending)
             })
             .map(|(id, _)| *id)
             .collect();
-        let sessions: Vec<u32> = self
+        let sessions: Vec<u32> = reg
             .sessions
             .iter()
-            .filter(|(id, se)| !tried_sessions.contains(id) && !se.closing)
+            .filter(|(id, se)| !self.swept_sessions.contains(id) && !se.closing)
             .map(|(id, _)| *id)
             .collect();
         let mut started = false;
         for shm in shms {
-            if let Some(s) = self.shutdown_mut() {
-                s.swept_shms.insert(shm);
-            }
-            match self.start_unregister(now, shm, None) {
+            self.swept_shms.insert(shm);
+            match start_unregister(reg, engine, now, shm, None) {
                 Ok(()) => started = true,
                 Err(_) => {
-                    if let Some(s) = self.shutdown_mut() {
-                        s.swept_shms.remove(&shm);
-                    }
+                    self.swept_shms.remove(&shm);
                     break;
                 }
             }
         }
         for session in sessions {
-            if self.args.used.iter().all(|u| *u) {
+            if engine.slots_full() {
                 break;
             }
-            if let Some(s) = self.shutdown_mut() {
-                s.swept_sessions.insert(session);
-            }
-            self.start_close(now, session, None);
+            self.swept_sessions.insert(session);
+            let _ = start_close(reg, engine, now, session, None);
             started = true;
         }
         started
     }
 
-    pub(crate) fn on_drain_mapped(&mut self, now: Millis, code: u32, cookie: u64) {
-        let retry = now + self.cfg.deadlines.retry_ms;
-        let Some(s) = self.shutdown_mut() else { return };
-        s.busy = false;
+    /// DISABLE_SHM_CACHE returned `code` with `cookie`.
+    pub fn on_drain_mapped<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        code: u32,
+        cookie: u64,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
+        self.busy = false;
         match code {
             ret::OK => {
                 // f25889f93184: this world made the buffer; free it.
-                if self.free_private(cookie) {
-                    self.stats.cache_buffers_freed += 1;
-                    if let Some(s) = self.shutdown_mut() {
-                        s.report.cache_buffers_freed += 1;
-                    }
+                if engine.free_private(reg, cookie) {
+                    engine.stats.cache_buffers_freed += 1;
+                    self.report.cache_buffers_freed += 1;
                 }
+                None
             }
             ret::EBUSY => {
-                if let Some(s) = self.shutdown_mut() {
-                    s.retry_at = Some(retry);
-                }
+                self.retry_at = Some(now + self.retry_ms);
+                None
             }
-            _ => self.finish_shutdown(),
+            _ => Some(self.finish(reg, engine)),
         }
     }
 
-    pub(crate) fn finish_shutdown(&mut self) {
-        let Phase::ShuttingDown(s) = &self.phase else {
-            return;
-        };
-        let mut report = s.report;
-        let request = s.request;
-        let leftovers = self.shms.len() + self.sessions.len();
-        if self.cfg.hardening.sweep_on_shutdown && leftovers > 0 {
+    /// Time passed: the deadline ends the shutdown with an error; a due retry lets the drain
+    /// go on.
+    pub fn on_timer<M: PhysMem>(
+        &mut self,
+        now: Millis,
+        reg: &mut Registry<M>,
+        engine: &mut CallEngine,
+    ) -> Option<ShutdownDone> {
+        if now >= self.deadline {
+            tracing::warn!(step = ?self.step, "shutdown deadline expired");
+            engine.stats.deadline_expiries += 1;
+            self.report.errors += 1;
+            return Some(self.finish(reg, engine));
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+        }
+        None
+    }
+
+    /// The ack: what the sweep could not release counts as errors.
+    fn finish<M: PhysMem>(&self, reg: &Registry<M>, engine: &mut CallEngine) -> ShutdownDone {
+        let mut report = self.report;
+        let leftovers = reg.shms.len() + reg.sessions.len();
+        if self.sweep && leftovers > 0 {
             report.errors += leftovers as u32;
         }
-        self.stats.shutdown_errors += u64::from(report.errors);
-        self.phase = Phase::Stopped;
-        // Calls still waiting for a thread will never get one now.
-        let waiting: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| !matches!(c.status, CallStatus::InFlight(_)))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            self.finish(0, id, Outcome::Deadline);
+        engine.stats.shutdown_errors += u64::from(report.errors);
+        ShutdownDone {
+            request: self.request,
+            report,
         }
-        self.send_init_reply(request, ServerEvent::ShutdownAck(report));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::frames::Run;
+    use crate::types::{Effect, Session, Shm};
+    use optee_abi::msg::{cmd, MsgArg};
+    use optee_abi::smc::join_u32_pair;
+    use secure_world::ram::SparseRam;
+    use tee_proto::lifecycle::ServerKind;
+
+    const RAM_BASE: u64 = 0x4000_0000;
+
+    fn parts(cfg: &TeedConfig) -> (Registry<SparseRam>, CallEngine) {
+        let reg = Registry::new(SparseRam::new(RAM_BASE, 1 << 20));
+        let mut engine = CallEngine::new(cfg);
+        engine.set_arg_slots(alloc::vec![RAM_BASE, RAM_BASE + 0x1000]);
+        (reg, engine)
+    }
+
+    fn request() -> Header {
+        Header::new(0, 1, 42)
+    }
+
+    /// The function id of the next SMC asked for, and the message it points at.
+    fn next_smc(reg: &Registry<SparseRam>, engine: &mut CallEngine) -> Option<(u32, MsgArg)> {
+        let Some(Effect::Smc { regs, .. }) = engine.next_effect() else {
+            return None;
+        };
+        let arg = MsgArg::read_from(&reg.mem, join_u32_pair(regs[1], regs[2])).unwrap_or_default();
+        Some((regs[0] as u32, arg))
+    }
+
+    #[test]
+    fn with_nothing_left_it_drains_the_cache_then_acks() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Kexec);
+        assert_eq!(shutdown.advance(0, &mut reg, &mut engine), None);
+        let (function, _) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(function, func::DISABLE_SHM_CACHE);
+        assert_eq!(
+            shutdown.advance(0, &mut reg, &mut engine),
+            None,
+            "one drain at a time"
+        );
+        assert_eq!(next_smc(&reg, &mut engine), None);
+        // A cookie this teed never gave out is counted, never freed.
+        assert_eq!(
+            shutdown.on_drain_mapped(1, ret::OK, 0xdead, &mut reg, &mut engine),
+            None
+        );
+        assert_eq!(engine.stats.stale_rpc_cookies, 1);
+        shutdown.advance(1, &mut reg, &mut engine);
+        assert_eq!(
+            next_smc(&reg, &mut engine).unwrap().0,
+            func::DISABLE_SHM_CACHE
+        );
+        let done = shutdown.on_drain_mapped(2, ret::ENOTAVAIL, 0, &mut reg, &mut engine);
+        assert_eq!(
+            done,
+            Some(ShutdownDone {
+                request: request(),
+                report: ShutdownReport::default(),
+            })
+        );
+    }
+
+    #[test]
+    fn the_seed_bug_acks_without_draining() {
+        let mut cfg = TeedConfig::new();
+        cfg.seed_bugs.no_shutdown_cache_drain = true;
+        let (mut reg, mut engine) = parts(&cfg);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Kexec);
+        assert!(shutdown.advance(0, &mut reg, &mut engine).is_some());
+        assert_eq!(next_smc(&reg, &mut engine), None);
+    }
+
+    #[test]
+    fn the_sweep_releases_what_clients_left_and_the_deadline_counts_the_rest() {
+        let cfg = TeedConfig::new();
+        let (mut reg, mut engine) = parts(&cfg);
+        reg.shms.insert(
+            1,
+            Shm {
+                owner: 9,
+                owner_kind: ServerKind::Tpmd,
+                cookie: 0x55,
+                run: Run {
+                    pa: RAM_BASE + 0x10_000,
+                    pages: 1,
+                },
+                size: 4096,
+                state: ShmState::Registered,
+                journal_slot: None,
+            },
+        );
+        let session = Session {
+            owner: 9,
+            ta: optee_abi::uuid::FTPM_TA,
+            journal_slot: None,
+            closing: false,
+        };
+        reg.sessions.insert(3, session);
+        let mut shutdown = Shutdown::new(0, &cfg, request(), ShutdownReason::Reboot);
+        assert_eq!(shutdown.advance(0, &mut reg, &mut engine), None);
+        let (function, unregister) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(function, func::CALL_WITH_ARG);
+        assert_eq!(unregister, MsgArg::unregister_shm(0x55));
+        let (_, close) = next_smc(&reg, &mut engine).unwrap();
+        assert_eq!(close.cmd, cmd::CLOSE_SESSION);
+        assert_eq!(close.session, 3);
+        // The cache is not switched off while those calls are out.
+        assert_eq!(shutdown.advance(1, &mut reg, &mut engine), None);
+        assert_eq!(next_smc(&reg, &mut engine), None);
+        // They never come back: the deadline ends the shutdown, and what is left counts.
+        let deadline = cfg.deadlines.shutdown_ms;
+        assert_eq!(shutdown.next_timeout(), Some(deadline));
+        let done = shutdown.on_timer(deadline, &mut reg, &mut engine).unwrap();
+        assert_eq!(done.report.errors, 1 + 2);
+        assert_eq!(engine.stats.shutdown_errors, 3);
+        assert_eq!(engine.stats.deadline_expiries, 1);
     }
 }
