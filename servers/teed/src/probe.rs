@@ -300,7 +300,7 @@ mod tests {
     use super::*;
     use crate::call::Pending;
     use crate::types::Effect;
-    use secure_world::ram::SparseRam;
+    use tee_test_support::secure_world::ram::SparseRam;
 
     const RAM: RamWindow = RamWindow {
         base: 0x4000_0000,

@@ -242,11 +242,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::frames::Run;
-    use crate::types::{Effect, Session, Shm};
+    use crate::types::{ClientId, Effect, Session, Shm};
     use optee_abi::msg::{cmd, MsgArg};
     use optee_abi::smc::join_u32_pair;
-    use secure_world::ram::SparseRam;
     use tee_proto::lifecycle::ServerKind;
+    use tee_test_support::secure_world::ram::SparseRam;
 
     const RAM_BASE: u64 = 0x4000_0000;
 
@@ -315,6 +315,11 @@ mod tests {
         assert_eq!(next_smc(&reg, &mut engine), None);
     }
 
+    const TPMD: ClientId = ClientId {
+        kind: ServerKind::Tpmd,
+        generation: 9,
+    };
+
     #[test]
     fn the_sweep_releases_what_clients_left_and_the_deadline_counts_the_rest() {
         let cfg = TeedConfig::new();
@@ -322,7 +327,7 @@ mod tests {
         reg.shms.insert(
             1,
             Shm {
-                owner: 9,
+                owner: TPMD,
                 owner_kind: ServerKind::Tpmd,
                 cookie: 0x55,
                 run: Run {
@@ -335,7 +340,7 @@ mod tests {
             },
         );
         let session = Session {
-            owner: 9,
+            owner: TPMD,
             ta: optee_abi::uuid::FTPM_TA,
             journal_slot: None,
             closing: false,
