@@ -203,3 +203,20 @@ pub enum ServerEvent {
     Status(ServerStatus),
     Error(WireError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_keep_kind_and_generation_apart_and_teed_is_no_client() {
+        let tpmd = ClientId::new(ServerKind::Tpmd, 3);
+        let bnxtd = ClientId::new(ServerKind::Bnxtd, 3);
+        assert!(tpmd.is_some() && bnxtd.is_some());
+        assert_ne!(tpmd, bnxtd);
+        assert_ne!(tpmd, ClientId::new(ServerKind::Tpmd, 4));
+        assert_eq!(ClientId::new(ServerKind::Teed, 1), None);
+        // Every generation names a client: no packing runs out of room.
+        assert!(ClientId::new(ServerKind::Tpmd, Generation::MAX).is_some());
+    }
+}
