@@ -1,11 +1,15 @@
-//! init / teectl ↔ the hosted secure-world process: its control socket.
+//! init ↔ the hosted secure-world process: its control channel.
 //!
-//! * Hosted only. The secure world's SMC conduit carries register frames for teed; this second
-//!   socket lets the operator side look at the secure world and reset it, as a debugger or the
-//!   SoC reset line would on hardware. No normal-world server ever holds it.
+//! * Hosted only. The channel is a capability, not a path: the launcher creates a connected
+//!   seqpacket pair and hands one end to the secure world and the other to init, keeping
+//!   neither, so no other process can reach it. It lets init look at the secure world, reset
+//!   it (as a debugger or the SoC reset line would on hardware) and obtain the SMC conduit for
+//!   each teed incarnation. No normal-world server ever holds it.
 //! * The requester sends one [`SecureRequest`]; the secure world answers with one
-//!   [`SecureResponse`] carrying the same `request_id`. Frames travel length-prefixed over a
-//!   stream socket (u32 little-endian length, then the postcard frame).
+//!   [`SecureResponse`] carrying the same `request_id`, one frame per packet.
+//! * `NewConduit` is answered `Conduit` with a fresh conduit (a connected stream socket) attached
+//!   to the packet; the secure world closes the conduit it served before, so exactly one normal
+//!   world, the one init chose, holds the SMC capability.
 //! * `Stats` is a snapshot of what the secure world holds right now; `Reset` is a machine reset
 //!   (threads, registrations, sessions and the RPC cache dropped; TAs restart; fTPM NV kept) and
 //!   is answered `ResetDone` once the reset is complete.
@@ -39,12 +43,15 @@ impl Interface for SecureInterface {
 pub enum SecureRequest {
     Stats,
     Reset,
+    NewConduit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecureResponse {
     Stats(SecureStats),
     ResetDone,
+    /// The new conduit travels with this answer.
+    Conduit,
     Error(WireError),
 }
 

@@ -14,6 +14,7 @@ pub mod event;
 pub mod framing;
 pub mod logging;
 pub mod ram;
+pub mod secure_link;
 pub mod serve;
 pub mod server;
 pub mod spawn;

@@ -20,14 +20,18 @@ use crate::endpoint::Endpoint;
 /// Environment variable naming the inherited lifecycle descriptor.
 pub const LIFECYCLE_FD_ENV: &str = "TEESYS_LIFECYCLE_FD";
 
+/// Environment variable naming the inherited end of the secure world's control channel (in the
+/// secure-world process and in init; the launcher holds neither end afterwards).
+pub const SECURE_CONTROL_FD_ENV: &str = "TEESYS_SECURE_CONTROL_FD";
+
 /// Failures to take the lifecycle endpoint in a server.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The variable is not set: the process was not started by [`spawn_server`].
-    #[error("{LIFECYCLE_FD_ENV} is not set")]
+    #[error("no inherited endpoint: {LIFECYCLE_FD_ENV} or {SECURE_CONTROL_FD_ENV} is not set")]
     Missing,
     /// The variable does not hold a descriptor number above stderr.
-    #[error("{LIFECYCLE_FD_ENV}={value:?} is not a descriptor number above 2")]
+    #[error("inherited endpoint variable holds {value:?}, not a descriptor number above 2")]
     NotANumber {
         /// What the variable held.
         value: String,
@@ -59,33 +63,47 @@ static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 /// Set once a server took its lifecycle endpoint, so the descriptor is owned only once.
 static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// Likewise for the secure world's control channel.
+static SECURE_CONTROL_TAKEN: AtomicBool = AtomicBool::new(false);
+
 /// Starts `program` with exactly one inherited descriptor: the child's lifecycle endpoint (its
 /// number in [`LIFECYCLE_FD_ENV`]). Everything else this process holds is close-on-exec (what
-/// it inherited itself without that flag is marked so here) and does not leak. stdin, stdout and stderr are inherited unless the caller's process redirects
-/// them. The parent's copy of `lifecycle` is closed before returning.
+/// it inherited itself without that flag is marked so here) and does not leak. stdin, stdout and
+/// stderr are inherited unless the caller's process redirects them. The parent's copy of
+/// `lifecycle` is closed before returning.
 pub fn spawn_server(
     program: &Path,
     args: &[&OsStr],
     lifecycle: Endpoint,
     envs: &[(&str, &str)],
 ) -> io::Result<Child> {
+    let mut command = Command::new(program);
+    command.args(args).envs(envs.iter().copied());
+    spawn_with_endpoint(command, LIFECYCLE_FD_ENV, lifecycle)
+}
+
+/// Runs `command` so that the child inherits `endpoint`, and nothing else this process holds,
+/// under the number named in its environment variable `env`. How a launcher hands the secure
+/// world and init the two ends of their control channel, and init a server its lifecycle
+/// endpoint: a capability passed down, never a path. The parent's copy is closed.
+pub fn spawn_with_endpoint(
+    mut command: Command,
+    env: &str,
+    endpoint: Endpoint,
+) -> io::Result<Child> {
     let _window = SPAWN_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // dup(2) never sets close-on-exec, so this copy (and only this one) survives the exec.
-    let inheritable = nix::unistd::dup(lifecycle.as_fd()).map_err(io::Error::from)?;
+    let inheritable = nix::unistd::dup(endpoint.as_fd()).map_err(io::Error::from)?;
     // Descriptors this process inherited without close-on-exec would pass on too.
     seal_descriptors(inheritable.as_raw_fd());
     let number = inheritable.as_raw_fd().to_string();
-    let child = Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
-        .env(LIFECYCLE_FD_ENV, &number)
-        .spawn();
+    let child = command.env(env, &number).spawn();
     drop(inheritable);
-    drop(lifecycle);
+    drop(endpoint);
     let child = child?;
-    tracing::debug!(program = %program.display(), pid = child.id(), fd = %number, "spawned");
+    tracing::debug!(pid = child.id(), env, fd = %number, "spawned with an endpoint");
     Ok(child)
 }
 
@@ -118,6 +136,15 @@ fn seal_descriptors(keep: RawFd) {
 /// does not leak further.
 pub fn lifecycle_from_env() -> Result<Endpoint, SpawnError> {
     take_lifecycle(std::env::var(LIFECYCLE_FD_ENV).ok(), &LIFECYCLE_TAKEN)
+}
+
+/// In the secure world or in init: takes the end of the secure world's control channel the
+/// launcher handed down ([`SECURE_CONTROL_FD_ENV`]), close-on-exec from here on.
+pub fn secure_control_from_env() -> Result<Endpoint, SpawnError> {
+    take_lifecycle(
+        std::env::var(SECURE_CONTROL_FD_ENV).ok(),
+        &SECURE_CONTROL_TAKEN,
+    )
 }
 
 /// [`lifecycle_from_env`] with the variable's value and the taken flag passed in.

@@ -32,7 +32,8 @@ use tee_rt::endpoint::{Endpoint, EndpointError, ReceivedFrame};
 use tee_rt::event::{Interest, PollSet, Token};
 use tee_rt::framing::{read_frame, write_frame, FrameError};
 use tee_rt::ram::{RamError, RamFile, DEFAULT_RAM_BASE};
-use tee_rt::spawn::{sibling_binary, spawn_server};
+use tee_rt::secure_link::{LinkError, SecureLink};
+use tee_rt::spawn::{sibling_binary, spawn_server, spawn_with_endpoint, SECURE_CONTROL_FD_ENV};
 
 /// Longest a harness waits for a process to come up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -133,27 +134,27 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A running secure-world process, its conduit socket and its RAM file.
+/// A running secure-world process, the requester's end of its control channel (the test plays
+/// init) and its RAM file.
 #[derive(Debug)]
 pub struct SecureWorldProcess {
-    // Declared first: killed before the directory holding its socket goes.
+    // Declared first: killed before the directory holding its RAM file goes.
     child: KillOnDrop,
-    conduit: PathBuf,
+    control: std::sync::Mutex<SecureLink>,
     ram: PathBuf,
     ram_size: u64,
     _dir: ScratchDir,
 }
 
 impl SecureWorldProcess {
-    /// Starts the sibling `secure-world` binary with a RAM of `ram_size` bytes and waits until
-    /// its conduit socket exists.
+    /// Starts the sibling `secure-world` binary with a RAM of `ram_size` bytes, handing it its
+    /// control channel as a launcher does, and waits until it answers there.
     pub fn start(tag: &str, ram_size: u64) -> io::Result<SecureWorldProcess> {
         let dir = ScratchDir::new(tag)?;
-        let conduit = dir.path().join("smc.sock");
         let ram = dir.path().join("ram");
-        let child = Command::new(sibling_binary("secure-world")?)
-            .arg("--conduit")
-            .arg(&conduit)
+        let (world_end, ours) = Endpoint::pair()?;
+        let mut command = Command::new(sibling_binary("secure-world")?);
+        command
             .arg("--ram")
             .arg(&ram)
             .arg("--ram-size")
@@ -161,34 +162,53 @@ impl SecureWorldProcess {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .spawn()?;
+            );
+        let child = spawn_with_endpoint(command, SECURE_CONTROL_FD_ENV, world_end)?;
         let mut child = KillOnDrop(child);
+        let mut control = SecureLink::new(ours);
         let started = Instant::now();
-        while !conduit.exists() {
+        // The first answer means the model and its RAM file are up.
+        while let Err(error) = control.stats() {
             if let Some(status) = child.0.try_wait()? {
                 return Err(io::Error::other(format!("secure world exited: {status}")));
             }
             if started.elapsed() > START_TIMEOUT {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "secure world did not come up",
+                    format!("secure world did not come up: {error}"),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(SecureWorldProcess {
             child,
-            conduit,
+            control: std::sync::Mutex::new(control),
             ram,
             ram_size,
             _dir: dir,
         })
     }
 
-    /// A new conduit connection (what init hands teed).
+    /// A new conduit (what init hands teed); the secure world closes the one before.
     pub fn connect_conduit(&self) -> io::Result<UnixStream> {
-        UnixStream::connect(&self.conduit)
+        self.link(SecureLink::new_conduit)
+    }
+
+    /// The secure world's statistics over its control channel.
+    pub fn stats(&self) -> io::Result<tee_proto::secure::SecureStats> {
+        self.link(SecureLink::stats)
+    }
+
+    /// A machine reset over the control channel.
+    pub fn reset(&self) -> io::Result<()> {
+        self.link(SecureLink::reset)
+    }
+
+    fn link<T>(&self, call: impl FnOnce(&mut SecureLink) -> Result<T, LinkError>) -> io::Result<T> {
+        let mut link = self
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        call(&mut link).map_err(io::Error::other)
     }
 
     /// The RAM file opened read-write (what init hands every server).

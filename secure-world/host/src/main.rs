@@ -1,20 +1,21 @@
-//! The secure world as its own long-lived process: it serves the SMC register-frame conduit on
-//! a Unix socket and reaches normal-world RAM through the shared RAM file, so it outlives every
-//! normal-world boot, as TrustZone does.
+//! The secure world as its own long-lived process: it serves the SMC register-frame conduit and
+//! reaches normal-world RAM through the shared RAM file, so it outlives every normal-world boot,
+//! as TrustZone does.
 //!
-//! Two sockets:
-//! * the conduit (`--conduit`): one normal world at a time. A new connection replaces the old
-//!   one, because only a restarted teed (or the next boot's teed) connects: the predecessor is
-//!   gone, or about to be.
-//! * the control socket (`--control`, optional): `tee_proto::secure` frames from init and teectl
-//!   (statistics, machine reset). Never handed to a normal-world server.
+//! It is reachable by no name. The launcher hands it one end of its control channel (an
+//! inherited seqpacket endpoint, `TEESYS_SECURE_CONTROL_FD`) and init the other; over it init
+//! asks for statistics, a machine reset, or a new conduit for the next teed incarnation
+//! (`tee_proto::secure`). A new conduit is a fresh socket pair: the secure world keeps one end,
+//! closes the conduit it served before, and sends the other end to init, which hands it to teed
+//! alone. No process can connect to the secure world, so none can take teed's place.
 //!
-//! Both are served by threads around one `Mutex`: every SMC and every control request runs
+//! The process ends when init closes the control channel: nobody can reach it any more. Each
+//! conduit is served on a thread around one `Mutex`: every SMC and every control request runs
 //! alone against the model, as SMCs on one core would.
 
-use std::io;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -23,24 +24,19 @@ use clap::Parser;
 use secure_world::ta::ftpm::FtpmTa;
 use secure_world::{Config, SecureWorld, Stats};
 use tee_proto::secure::{SecureInterface, SecureRequest, SecureResponse, SecureStats};
-use tee_proto::{accept_request, encode, Frame, Incoming, FRAME_MAX};
+use tee_proto::{accept_request, Frame, Incoming, WireError, FRAME_MAX};
 use tee_rt::conduit::serve_conduit;
-use tee_rt::framing::{read_frame, write_frame, FrameError};
+use tee_rt::endpoint::{Endpoint, EndpointError};
 use tee_rt::ram::{RamFile, DEFAULT_RAM_BASE, DEFAULT_RAM_BYTES};
 
-/// The control socket speaks for the world as a whole, which has no generations.
+/// The control channel speaks for the world as a whole, which has no generations.
 const WORLD_GENERATION: u32 = 0;
 
-/// OP-TEE OS behavioural model, serving the SMC conduit.
+/// OP-TEE OS behavioural model, serving the SMC conduit. Started by a launcher that hands it its
+/// control channel (`TEESYS_SECURE_CONTROL_FD`).
 #[derive(Debug, Parser)]
 #[command(name = "secure-world", version)]
 struct Args {
-    /// Unix socket to listen on for the SMC conduit (one normal world at a time).
-    #[arg(long)]
-    conduit: PathBuf,
-    /// Unix socket for statistics and machine reset (tee_proto::secure frames).
-    #[arg(long)]
-    control: Option<PathBuf>,
     /// The normal-world RAM file (created sparse when missing).
     #[arg(long)]
     ram: PathBuf,
@@ -106,146 +102,120 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         smcs: 0,
         resets: 0,
     }));
-    let conduit = bind_fresh(&args.conduit)?;
-    if let Some(path) = &args.control {
-        let control = bind_fresh(path)?;
-        let machine = Arc::clone(&machine);
-        thread::Builder::new()
-            .name("control".into())
-            .spawn(move || serve_control_listener(control, machine))?;
-    }
-    tracing::info!(conduit = %args.conduit.display(), "secure world up");
-    serve_conduit_listener(conduit, machine);
+    let control = tee_rt::spawn::secure_control_from_env()?;
+    tracing::info!("secure world up");
+    serve_control(&control, &machine);
+    tracing::info!("control channel closed; nobody can reach the secure world any more");
     Ok(())
 }
 
-/// Binds `path`, replacing a stale socket file an earlier run left behind.
-fn bind_fresh(path: &Path) -> io::Result<UnixListener> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    UnixListener::bind(path)
-}
-
-/// Accepts normal worlds for ever; each new connection cuts the previous one off.
-fn serve_conduit_listener(listener: UnixListener, machine: SharedMachine) {
-    let mut current: Option<UnixStream> = None;
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "conduit accept failed");
-                continue;
-            }
-        };
-        if let Some(previous) = current.take() {
-            tracing::info!("new normal world connected; dropping the previous conduit");
-            // Its thread sees end of stream and exits; the world's state stays.
-            let _ = previous.shutdown(std::net::Shutdown::Both);
-        } else {
-            tracing::info!("normal world connected");
-        }
-        current = match stream.try_clone() {
-            Ok(handle) => Some(handle),
-            Err(error) => {
-                tracing::warn!(%error, "cannot keep a handle on the conduit");
-                None
-            }
-        };
-        let machine = Arc::clone(&machine);
-        let spawned = thread::Builder::new()
-            .name("conduit".into())
-            .spawn(move || {
-                let served = serve_conduit(stream, |regs| {
-                    let mut guard = lock(&machine);
-                    let machine = &mut *guard;
-                    machine.smcs += 1;
-                    machine.world.smc(&mut machine.ram, regs)
-                });
-                match served {
-                    Ok(()) => tracing::info!("conduit closed"),
-                    Err(error) => tracing::info!(%error, "conduit ended"),
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot serve the conduit");
-        }
-    }
-}
-
-/// Serves control connections, each on its own thread (they are rare and short).
-fn serve_control_listener(listener: UnixListener, machine: SharedMachine) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "control accept failed");
-                continue;
-            }
-        };
-        let machine = Arc::clone(&machine);
-        let spawned = thread::Builder::new()
-            .name("control-conn".into())
-            .spawn(move || serve_control(stream, &machine));
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot serve a control connection");
-        }
-    }
-}
-
-/// Answers control frames until the peer hangs up or breaks the framing.
-fn serve_control(mut stream: UnixStream, machine: &SharedMachine) {
-    let mut buf = Vec::new();
+/// Answers control requests until init closes the channel.
+fn serve_control(control: &Endpoint, machine: &SharedMachine) {
+    // Our end of the conduit being served, kept to close it when a new one replaces it.
+    let mut served: Option<UnixStream> = None;
+    let mut buf = vec![0u8; FRAME_MAX];
     loop {
-        match read_frame(&mut stream, &mut buf, FRAME_MAX) {
-            Ok(()) => {}
-            Err(FrameError::Closed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "control connection dropped");
-                return;
+        let len = match control.recv(&mut buf) {
+            Ok(Some((len, fds))) => {
+                if !fds.is_empty() {
+                    tracing::warn!(
+                        count = fds.len(),
+                        "attachments on the control channel closed"
+                    );
+                }
+                len
             }
-        }
-        let answer = match accept_request::<SecureInterface>(&buf, WORLD_GENERATION) {
-            Incoming::Request(frame) => Frame {
-                header: frame.header.reply_to(WORLD_GENERATION),
-                body: handle_control(machine, frame.body),
-            },
-            Incoming::Answer(frame) => frame,
-            Incoming::Drop(error) => {
-                tracing::warn!(%error, "undecodable control frame; dropping the connection");
+            Ok(None) => return,
+            Err(error @ (EndpointError::Truncated { .. } | EndpointError::TooManyFds { .. })) => {
+                tracing::warn!(%error, "control packet refused");
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "control channel failed");
                 return;
             }
         };
-        let mut out = [0u8; FRAME_MAX];
-        let sent = encode(&answer, &mut out)
-            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
-            .and_then(|bytes| {
-                write_frame(&mut stream, bytes).map_err(|error| io::Error::other(error.to_string()))
-            });
-        if let Err(error) = sent {
+        let (answer, conduit) =
+            match accept_request::<SecureInterface>(&buf[..len], WORLD_GENERATION) {
+                Incoming::Request(frame) => {
+                    let (body, conduit) = handle_control(machine, &mut served, frame.body);
+                    let header = frame.header.reply_to(WORLD_GENERATION);
+                    (Frame { header, body }, conduit)
+                }
+                Incoming::Answer(frame) => (frame, None),
+                Incoming::Drop(error) => {
+                    tracing::warn!(%error, "undecodable control packet dropped");
+                    continue;
+                }
+            };
+        let attached: Vec<_> = conduit.iter().map(AsFd::as_fd).collect();
+        if let Err(error) = control.send_frame(&answer, &attached) {
             tracing::warn!(%error, "control answer not sent");
-            return;
         }
+        // init's end of a new conduit now lives only in init.
+        drop(conduit);
     }
 }
 
-fn handle_control(machine: &SharedMachine, request: SecureRequest) -> SecureResponse {
-    let mut machine = lock(machine);
+/// One control request; a new conduit comes back as init's end.
+fn handle_control(
+    machine: &SharedMachine,
+    served: &mut Option<UnixStream>,
+    request: SecureRequest,
+) -> (SecureResponse, Option<UnixStream>) {
     match request {
-        SecureRequest::Stats => SecureResponse::Stats(wire_stats(
-            &machine.world.stats(),
-            machine.smcs,
-            machine.resets,
-        )),
+        SecureRequest::Stats => {
+            let machine = lock(machine);
+            let stats = wire_stats(&machine.world.stats(), machine.smcs, machine.resets);
+            (SecureResponse::Stats(stats), None)
+        }
         SecureRequest::Reset => {
+            let mut machine = lock(machine);
             machine.world.reset();
             machine.resets = machine.resets.saturating_add(1);
             tracing::info!(resets = machine.resets, "machine reset");
-            SecureResponse::ResetDone
+            (SecureResponse::ResetDone, None)
         }
+        SecureRequest::NewConduit => match new_conduit(machine, served) {
+            Ok(theirs) => (SecureResponse::Conduit, Some(theirs)),
+            Err(error) => {
+                tracing::error!(%error, "cannot make a conduit");
+                (SecureResponse::Error(WireError::Retryable), None)
+            }
+        },
     }
+}
+
+/// Makes a fresh conduit, serves our end on its own thread and retires the previous one.
+fn new_conduit(
+    machine: &SharedMachine,
+    served: &mut Option<UnixStream>,
+) -> std::io::Result<UnixStream> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let handle = ours.try_clone()?;
+    let machine = Arc::clone(machine);
+    thread::Builder::new()
+        .name("conduit".into())
+        .spawn(move || {
+            let served = serve_conduit(ours, |regs| {
+                let mut guard = lock(&machine);
+                let machine = &mut *guard;
+                machine.smcs += 1;
+                machine.world.smc(&mut machine.ram, regs)
+            });
+            match served {
+                Ok(()) => tracing::info!("conduit closed"),
+                Err(error) => tracing::info!(%error, "conduit ended"),
+            }
+        })?;
+    if let Some(previous) = served.replace(handle) {
+        tracing::info!("new conduit for init; the previous one is closed");
+        // Its thread sees end of stream and exits; the world's state stays.
+        let _ = previous.shutdown(std::net::Shutdown::Both);
+    } else {
+        tracing::info!("first conduit handed to init");
+    }
+    Ok(theirs)
 }
 
 fn wire_stats(stats: &Stats, smcs: u64, resets: u32) -> SecureStats {

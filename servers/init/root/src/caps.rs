@@ -1,14 +1,15 @@
 //! The capabilities init holds for the whole life of the stack and hands out per incarnation:
-//! the RAM file, the consumer listeners, and the way to the secure world's conduit.
+//! the RAM file and the consumer listeners. (The way to the secure world is the control
+//! channel, `tee_rt::secure_link`.)
 //!
 //! Listeners and the RAM file are created once and survive kexecs (a new tpmd gets the same
-//! listening socket, so consumers keep one address). A conduit is connected afresh for every
+//! listening socket, so consumers keep one address). A conduit is obtained afresh for every
 //! teed incarnation and given to that teed alone.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use tee_proto::grants::SwtpmGrants;
@@ -57,7 +58,6 @@ pub struct Capabilities {
     bnxt: UnixListener,
     /// The swtpm data and control listeners, when the stack serves the swtpm protocol.
     swtpm: Option<SwtpmGrants<UnixListener>>,
-    conduit: PathBuf,
 }
 
 impl Capabilities {
@@ -92,7 +92,6 @@ impl Capabilities {
             tpm: bind_fresh(&paths.tpm_sock())?,
             bnxt: bind_fresh(&paths.bnxt_sock())?,
             swtpm,
-            conduit: paths.secure_sock(),
         })
     }
 
@@ -114,10 +113,5 @@ impl Capabilities {
             )),
             ServerKind::Bnxtd => Some((self.bnxt.as_fd(), None)),
         }
-    }
-
-    /// A fresh SMC conduit to the secure world, for one teed incarnation.
-    pub fn connect_conduit(&self) -> io::Result<UnixStream> {
-        UnixStream::connect(&self.conduit)
     }
 }

@@ -31,6 +31,7 @@ use std::io;
 use std::path::PathBuf;
 
 use tee_proto::lifecycle::RamWindow;
+use tee_rt::endpoint::Endpoint;
 use teesys_init::config::{ConfigError, InitConfig, JOURNAL_LEN, JOURNAL_RESERVE, RAM_BASE};
 
 pub use caps::{bind_fresh, CapsError};
@@ -63,7 +64,7 @@ pub enum HostError {
 }
 
 /// How to run the hosted stack.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HostConfig {
     pub paths: StatePaths,
     pub ram_size: u64,
@@ -72,16 +73,19 @@ pub struct HostConfig {
     /// Where the server binaries are; default: beside this executable.
     pub bin_dir: Option<PathBuf>,
     pub init: InitConfig,
+    /// init's end of the secure world's control channel, handed down by the launcher.
+    pub secure: Endpoint,
 }
 
 impl HostConfig {
-    pub fn new(paths: StatePaths, ram_size: u64) -> Result<Self, HostError> {
+    pub fn new(paths: StatePaths, ram_size: u64, secure: Endpoint) -> Result<Self, HostError> {
         Ok(HostConfig {
             paths,
             ram_size,
             swtpm: false,
             bin_dir: None,
             init: init_config_for(ram_size)?,
+            secure,
         })
     }
 }

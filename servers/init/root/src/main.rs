@@ -1,7 +1,8 @@
 //! `teesys-init`: the hosted root task. Boots the normal world (teed, then tpmd and bnxtd),
 //! supervises it, runs kexec, reboot and crash transitions, and serves teectl on `init.ctl`.
-//! The secure-world process must already be serving in the same state directory
-//! (`teectl up` starts both).
+//! Its launcher (`teectl up`) starts the secure-world process first and hands init the other end
+//! of the secure world's control channel (`TEESYS_SECURE_CONTROL_FD`): init reaches the secure
+//! world by that capability alone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,8 +40,15 @@ struct Args {
 fn main() -> ExitCode {
     tee_rt::logging::init("init");
     let args = Args::parse();
-    let outcome =
-        HostConfig::new(StatePaths::new(&args.state_dir), args.ram_size).and_then(|mut config| {
+    let secure = match tee_rt::spawn::secure_control_from_env() {
+        Ok(secure) => secure,
+        Err(error) => {
+            tracing::error!("teesys-init: no control channel to the secure world: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = HostConfig::new(StatePaths::new(&args.state_dir), args.ram_size, secure)
+        .and_then(|mut config| {
             config.swtpm = args.swtpm;
             config.bin_dir = args.bin_dir;
             let deadlines = &mut config.init;

@@ -25,16 +25,6 @@ impl StatePaths {
         self.dir.join("ram")
     }
 
-    /// The SMC conduit the secure world serves; only init connects, and only for teed.
-    pub fn secure_sock(&self) -> PathBuf {
-        self.dir.join("secure.sock")
-    }
-
-    /// The secure world's control socket (statistics, machine reset).
-    pub fn secure_ctl(&self) -> PathBuf {
-        self.dir.join("secure.ctl")
-    }
-
     /// init's control socket for teectl.
     pub fn init_ctl(&self) -> PathBuf {
         self.dir.join("init.ctl")
@@ -85,8 +75,6 @@ mod tests {
         let paths = StatePaths::new("state");
         let all = [
             paths.ram(),
-            paths.secure_sock(),
-            paths.secure_ctl(),
             paths.init_ctl(),
             paths.tpm_sock(),
             paths.swtpm_sock(),

@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tee_proto::grants::{ClientGrants, Grants, TeedGrants};
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
@@ -14,16 +14,13 @@ use tee_rt::endpoint::Endpoint;
 use crate::caps::{bind_fresh, Capabilities};
 use crate::control_state::{ActiveOp, PendingReply};
 use crate::procs::{Received, ServerProcess};
-use crate::wire::SecureClient;
 use crate::{HostConfig, HostError, StatePaths, SERVER_BINARIES};
+use tee_rt::secure_link::SecureLink;
 use teesys_init::{server_index, Effect, Notice, Supervisor, Transition, INIT_GENERATION, SERVERS};
 
 /// Request ids init uses for frames of its own (status queries, endpoint hand-outs), apart from
 /// the supervisor's, which count up from 1.
 const HOST_REQUEST_IDS: u32 = 0x8000_0000;
-
-/// How long a call to the secure world's control socket may take.
-const SECURE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `teectl down` asked for the stack to stop.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,7 +42,8 @@ pub struct Host {
     pub(super) idle_conns: Vec<UnixStream>,
     pub(super) replies: Vec<PendingReply>,
     pub(super) op: Option<ActiveOp>,
-    secure: Option<SecureClient>,
+    /// The control channel to the secure world (statistics, reset, conduits).
+    secure: SecureLink,
     next_host_request_id: u32,
     pub(super) down: DownState,
     /// Socket inode of the conduit handed to the newest teed.
@@ -89,7 +87,7 @@ impl Host {
             idle_conns: Vec::new(),
             replies: Vec::new(),
             op: None,
-            secure: None,
+            secure: SecureLink::new(config.secure),
             next_host_request_id: HOST_REQUEST_IDS,
             down: DownState::default(),
             conduit_inode: None,
@@ -114,23 +112,12 @@ impl Host {
             .map(|p| p.as_ref().map(ServerProcess::pid))
     }
 
-    /// The secure world's statistics, or `None` when its control socket does not answer.
+    /// The secure world's statistics, or `None` when it does not answer.
     pub(super) fn secure_stats(&mut self) -> Option<SecureStats> {
-        if self.secure.is_none() {
-            match SecureClient::connect(&self.paths.secure_ctl(), SECURE_CALL_TIMEOUT) {
-                Ok(client) => self.secure = Some(client),
-                Err(error) => {
-                    tracing::warn!(%error, "secure world control socket unreachable");
-                    return None;
-                }
-            }
-        }
-        let stats = self.secure.as_mut().map(SecureClient::stats)?;
-        match stats {
+        match self.secure.stats() {
             Ok(stats) => Some(stats),
             Err(error) => {
                 tracing::warn!(%error, "secure world statistics unavailable");
-                self.secure = None;
                 None
             }
         }
@@ -138,10 +125,7 @@ impl Host {
 
     /// Machine reset: the secure world restarts with the SoC.
     fn reset_secure_world(&mut self) {
-        self.secure = None;
-        let reset = SecureClient::connect(&self.paths.secure_ctl(), SECURE_CALL_TIMEOUT)
-            .and_then(|mut client| client.reset());
-        match reset {
+        match self.secure.reset() {
             Ok(()) => tracing::info!("secure world reset"),
             Err(error) => tracing::error!(%error, "secure world reset failed; booting anyway"),
         }
@@ -235,12 +219,12 @@ impl Host {
     /// to the new teed.
     fn hello_teed(&mut self, frame: &Frame<InitRequest>) {
         let teed = server_index(ServerKind::Teed);
-        let conduit = match self.caps.connect_conduit() {
+        let conduit = match self.secure.new_conduit() {
             Ok(conduit) => conduit,
             Err(error) => {
                 // Without the SMC capability this incarnation cannot probe; it fails its start
                 // and the restart policy decides.
-                tracing::error!(%error, "cannot connect the conduit to the secure world");
+                tracing::error!(%error, "no conduit from the secure world");
                 if let Some(process) = self.procs[teed].take() {
                     let generation = process.generation;
                     reap(process);

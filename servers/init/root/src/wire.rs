@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
-use tee_proto::secure::{SecureRequest, SecureResponse, SecureStats};
 use tee_proto::{decode, encode, Frame, Header, ProtoError, WireError, FRAME_MAX};
 use tee_rt::framing::{read_frame, write_frame, FrameError};
 
@@ -107,36 +106,5 @@ impl FramedStream {
             });
         }
         Ok(answer.body)
-    }
-}
-
-/// A client of the secure world's control socket.
-#[derive(Debug)]
-pub struct SecureClient {
-    stream: FramedStream,
-}
-
-impl SecureClient {
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, CallError> {
-        Ok(SecureClient {
-            stream: FramedStream::connect(path, timeout)?,
-        })
-    }
-
-    pub fn stats(&mut self) -> Result<SecureStats, CallError> {
-        match self.stream.call(SecureRequest::Stats)? {
-            SecureResponse::Stats(stats) => Ok(stats),
-            SecureResponse::Error(error) => Err(CallError::Refused(error)),
-            other => Err(CallError::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Machine reset of the secure world; returns once it is complete.
-    pub fn reset(&mut self) -> Result<(), CallError> {
-        match self.stream.call(SecureRequest::Reset)? {
-            SecureResponse::ResetDone => Ok(()),
-            SecureResponse::Error(error) => Err(CallError::Refused(error)),
-            other => Err(CallError::Unexpected(format!("{other:?}"))),
-        }
     }
 }

@@ -12,7 +12,9 @@ use tee_proto::control::{ControlRequest, ControlResponse, OpReport, StackPhase, 
 use tee_proto::lifecycle::ServerKind;
 
 use crate::CliError;
-use teesys_root::wire::{CallError, FramedStream, SecureClient};
+use tee_rt::endpoint::Endpoint;
+use tee_rt::spawn::{spawn_with_endpoint, SECURE_CONTROL_FD_ENV};
+use teesys_root::wire::{CallError, FramedStream};
 use teesys_root::{op_deadline_ms, StatePaths};
 
 /// How long a status request may take (servers get half a second to answer init).
@@ -144,6 +146,7 @@ fn spawn_daemon(
     daemon: &str,
     program: &Path,
     args: &[String],
+    secure_control: Endpoint,
 ) -> Result<Child, CliError> {
     use std::os::unix::process::CommandExt;
     let log = log_file(paths, daemon)?;
@@ -151,17 +154,20 @@ fn spawn_daemon(
         what: "duplicate log handle".into(),
         source,
     })?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         // Its own process group: a ^C in teectl's terminal does not reach the stack.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| CliError::Io {
-            what: format!("start {}", program.display()),
-            source,
+        .process_group(0);
+    let child =
+        spawn_with_endpoint(command, SECURE_CONTROL_FD_ENV, secure_control).map_err(|source| {
+            CliError::Io {
+                what: format!("start {}", program.display()),
+                source,
+            }
         })?;
     std::fs::write(paths.pid_file(daemon), format!("{}\n", child.id())).map_err(|source| {
         CliError::Io {
@@ -240,23 +246,26 @@ pub fn up(
         })
     };
     let path_arg = |path: PathBuf| path.display().to_string();
+    // The secure world's control channel: one end to the secure world, the other to init, none
+    // kept here. No socket in the state directory leads to the secure world.
+    let (world_end, init_end) = Endpoint::pair().map_err(|source| CliError::Io {
+        what: "create the secure world's control channel".into(),
+        source,
+    })?;
     let mut secure_args = vec![
-        "--conduit".to_string(),
-        path_arg(paths.secure_sock()),
-        "--control".into(),
-        path_arg(paths.secure_ctl()),
-        "--ram".into(),
+        "--ram".to_string(),
         path_arg(paths.ram()),
         "--ram-size".into(),
         ram_size.to_string(),
     ];
     secure_args.extend(ftpm_state_args(paths));
-    let mut secure_world = spawn_daemon(paths, SECURE_WORLD, &binary(SECURE_WORLD)?, &secure_args)?;
-    wait_ready(paths, SECURE_WORLD, &mut secure_world, limit, || {
-        SecureClient::connect(&paths.secure_ctl(), STATUS_TIMEOUT)
-            .and_then(|mut client| client.stats())
-            .ok()
-    })?;
+    let mut secure_world = spawn_daemon(
+        paths,
+        SECURE_WORLD,
+        &binary(SECURE_WORLD)?,
+        &secure_args,
+        world_end,
+    )?;
     let mut init_args = vec![
         "--state-dir".to_string(),
         path_arg(paths.dir().to_path_buf()),
@@ -266,7 +275,7 @@ pub fn up(
     if swtpm {
         init_args.push("--swtpm".into());
     }
-    let mut init = match spawn_daemon(paths, "init", &binary(INIT)?, &init_args) {
+    let mut init = match spawn_daemon(paths, "init", &binary(INIT)?, &init_args, init_end) {
         Ok(init) => init,
         Err(error) => {
             let _ = secure_world.kill();
@@ -278,6 +287,14 @@ pub fn up(
             .and_then(|mut control| control.status())
             .ok()
             .filter(settled)
+    })
+    .and_then(|status| match secure_world.try_wait() {
+        // init only settles with a secure world answering it; one that died since is news.
+        Ok(Some(exit)) => Err(CliError::DaemonFailed {
+            daemon: SECURE_WORLD.to_string(),
+            detail: format!("exited ({exit}):\n{}", log_tail(paths, SECURE_WORLD)),
+        }),
+        _ => Ok(status),
     });
     match status {
         Ok(status) => Ok((Daemons { secure_world, init }, status)),
@@ -313,13 +330,7 @@ pub fn down(paths: &StatePaths) -> Result<DownReport, CliError> {
     };
     let init_pid = stop_daemon(paths, "init", Duration::from_secs(5));
     let secure_world_pid = stop_daemon(paths, SECURE_WORLD, Duration::from_secs(5));
-    for path in [
-        paths.init_ctl(),
-        paths.secure_sock(),
-        paths.secure_ctl(),
-        paths.tpm_sock(),
-        paths.bnxt_sock(),
-    ] {
+    for path in [paths.init_ctl(), paths.tpm_sock(), paths.bnxt_sock()] {
         let _ = std::fs::remove_file(path);
     }
     if report.is_none() && init_pid.is_none() && secure_world_pid.is_none() {

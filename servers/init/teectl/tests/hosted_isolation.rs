@@ -4,7 +4,11 @@
 
 mod live;
 
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
 use live::{named_socket_inodes, socket_inodes, LiveStack};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use tee_proto::control::ControlRequest;
 use tee_proto::lifecycle::ServerKind;
 
@@ -38,14 +42,11 @@ fn only_teed_holds_the_conduit_and_teed_has_no_address() {
             panic!("teed holds a socket bound to {path}");
         }
     }
-    // The clients' named sockets are their own consumer listeners, nothing of the secure world.
-    let secure_paths = [stack.paths.secure_sock(), stack.paths.secure_ctl()]
-        .map(|path| path.display().to_string());
-    for pid in [stack.pid(ServerKind::Tpmd), stack.pid(ServerKind::Bnxtd)] {
-        for inode in socket_inodes(pid) {
-            if let Some((_, path)) = named.iter().find(|(named, _)| *named == inode) {
-                assert!(!secure_paths.contains(path), "a client holds {path}");
-            }
+    // Nor to the secure world: it holds no socket bound to an address, and no file in the state
+    // directory is a socket of its.
+    for inode in socket_inodes(stack.secure_world_pid()) {
+        if let Some((_, path)) = named.iter().find(|(named, _)| *named == inode) {
+            panic!("the secure world holds a socket bound to {path}");
         }
     }
 
@@ -64,6 +65,99 @@ fn only_teed_holds_the_conduit_and_teed_has_no_address() {
         let held = socket_inodes(pid);
         assert!(!held.contains(&new_conduit) && !held.contains(&conduit));
     }
+}
+
+/// The 64-byte register frame of OP-TEE's CALLS_UID fast call, as teed's conduit carries it.
+fn calls_uid_frame() -> [u8; 64] {
+    let mut frame = [0u8; 64];
+    frame[..8].copy_from_slice(&u64::from(optee_abi::smc::func::CALLS_UID).to_le_bytes());
+    frame
+}
+
+/// Whether `answer` holds OP-TEE's API UID in a0..a3, as the secure world answers CALLS_UID.
+fn is_optee_uid(answer: &[u8]) -> bool {
+    answer.len() >= 32
+        && (0..4).all(|i| {
+            let word = u64::from_le_bytes(answer[i * 8..i * 8 + 8].try_into().unwrap());
+            word == u64::from(optee_abi::smc::MSG_UID[i])
+        })
+}
+
+/// Sends an SMC frame into the socket at `path` the way a hostile local process would, over a
+/// stream and over a seqpacket connection; returns what came back within a short wait.
+fn smc_through(path: &std::path::Path) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let wait = Duration::from_millis(500);
+    let mut answers = Vec::new();
+    if let Ok(mut stream) = UnixStream::connect(path) {
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let _ = stream.write_all(&calls_uid_frame());
+        let mut answer = vec![0u8; 256];
+        if let Ok(n) = stream.read(&mut answer) {
+            answer.truncate(n);
+            answers.push(answer);
+        }
+    }
+    let seqpacket = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    if connect(seqpacket.as_raw_fd(), &UnixAddr::new(path).unwrap()).is_ok() {
+        let endpoint = tee_rt::endpoint::Endpoint::from_fd(seqpacket);
+        let _ = endpoint.send(&calls_uid_frame(), &[]);
+        let mut set = tee_rt::event::PollSet::new();
+        set.register(
+            endpoint.as_fd(),
+            tee_rt::event::Token(0),
+            tee_rt::event::Interest::READABLE,
+        );
+        if set.wait(Some(wait)).is_ok_and(|ready| !ready.is_empty()) {
+            let mut answer = vec![0u8; 4096];
+            if let Ok(Some((n, _))) = endpoint.recv(&mut answer) {
+                answer.truncate(n);
+                answers.push(answer);
+            }
+        }
+    }
+    answers
+}
+
+#[test]
+fn no_socket_in_the_state_directory_answers_an_smc_and_the_tpm_answers_after() {
+    let stack = LiveStack::up("smc-probe");
+    let mut probed = 0;
+    for entry in std::fs::read_dir(stack.paths.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let is_socket = std::fs::symlink_metadata(&path)
+            .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+        if !is_socket {
+            continue;
+        }
+        probed += 1;
+        for answer in smc_through(&path) {
+            assert!(
+                !is_optee_uid(&answer),
+                "{} answered an SMC as OP-TEE",
+                path.display()
+            );
+        }
+    }
+    assert!(probed >= 3, "init.ctl, tpm.sock and bnxt.sock at least");
+    // Nothing took teed's place: the TPM still answers.
+    let startup = stack.teectl(&["tpm", "startup"]);
+    let random = stack.teectl(&["tpm", "getrandom", "8"]);
+    assert!(
+        startup.status.success() && random.status.success(),
+        "{}{}{}",
+        String::from_utf8_lossy(&startup.stdout),
+        String::from_utf8_lossy(&random.stdout),
+        String::from_utf8_lossy(&random.stderr)
+    );
+    assert_eq!(stack.status().server(ServerKind::Teed).generation, 1);
 }
 
 #[test]

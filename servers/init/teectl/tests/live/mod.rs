@@ -63,6 +63,10 @@ impl LiveStack {
         self.daemons.as_ref().unwrap().init.id()
     }
 
+    pub fn secure_world_pid(&self) -> u32 {
+        self.daemons.as_ref().unwrap().secure_world.id()
+    }
+
     /// Runs teectl on this stack.
     pub fn teectl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_teectl"))

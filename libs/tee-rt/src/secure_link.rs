@@ -1,0 +1,215 @@
+//! The requester's end of the hosted secure world's control channel (init's, or a test's that
+//! plays init): statistics, machine reset, and a fresh SMC conduit for each teed incarnation.
+//!
+//! The channel is an inherited seqpacket endpoint (the launcher handed the other end to the
+//! secure world), never a path, so no other process can ask for a conduit or reset the machine.
+//! Every call is bounded: init waits at most [`CALL_DEADLINE`] for the answer, and a late answer
+//! to an earlier call is recognised by its request id and dropped.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use crate::endpoint::{Endpoint, EndpointError};
+use crate::event::{Interest, PollSet, Token};
+use crate::server::stream_socket;
+use tee_proto::secure::{SecureRequest, SecureResponse, SecureStats};
+use tee_proto::{Frame, Header, WireError, FRAME_MAX};
+
+/// The requester's generation in its frames; the secure world has none and ignores it.
+const REQUESTER_GENERATION: tee_proto::Generation = 1;
+
+/// How long the secure world may take to answer one control request. It answers at once unless
+/// an SMC is running (a TPM command on libtpms, a few milliseconds); this bound only catches a
+/// wedged or dead secure world.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the secure world closed its control channel")]
+    Closed,
+    #[error("no answer from the secure world within {0:?}")]
+    Timeout(Duration),
+    #[error("control channel failed")]
+    Endpoint(#[from] EndpointError),
+    #[error("control channel wait failed")]
+    Poll(#[source] std::io::Error),
+    #[error("the secure world refused: {0:?}")]
+    Refused(WireError),
+    #[error("unexpected answer from the secure world: {0}")]
+    Unexpected(String),
+    #[error("the conduit the secure world sent is unusable")]
+    Conduit(#[source] std::io::Error),
+}
+
+/// init's end of the control channel.
+#[derive(Debug)]
+pub struct SecureLink {
+    endpoint: Endpoint,
+    next_id: u32,
+}
+
+impl SecureLink {
+    pub fn new(endpoint: Endpoint) -> SecureLink {
+        SecureLink {
+            endpoint,
+            next_id: 1,
+        }
+    }
+
+    /// What the secure world holds right now.
+    pub fn stats(&mut self) -> Result<SecureStats, LinkError> {
+        match self.call(SecureRequest::Stats)? {
+            (SecureResponse::Stats(stats), _) => Ok(stats),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// Machine reset of the secure world; returns once it is complete.
+    pub fn reset(&mut self) -> Result<(), LinkError> {
+        match self.call(SecureRequest::Reset)? {
+            (SecureResponse::ResetDone, _) => Ok(()),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// A fresh SMC conduit for the next teed incarnation; the secure world closes the one it
+    /// served before.
+    pub fn new_conduit(&mut self) -> Result<UnixStream, LinkError> {
+        match self.call(SecureRequest::NewConduit)? {
+            (SecureResponse::Conduit, mut fds) if fds.len() == 1 => {
+                stream_socket(fds.remove(0)).map_err(LinkError::Conduit)
+            }
+            (SecureResponse::Conduit, fds) => Err(LinkError::Unexpected(format!(
+                "a conduit answer with {} attachments",
+                fds.len()
+            ))),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends `request` and waits, bounded, for its answer.
+    fn call(
+        &mut self,
+        request: SecureRequest,
+    ) -> Result<(SecureResponse, Vec<OwnedFd>), LinkError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let frame = Frame {
+            header: Header::new(REQUESTER_GENERATION, 0, id),
+            body: request,
+        };
+        match self.endpoint.send_frame(&frame, &[]) {
+            Ok(()) => {}
+            Err(EndpointError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Err(LinkError::Closed)
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let deadline = Instant::now() + CALL_DEADLINE;
+        let mut buf = vec![0u8; FRAME_MAX];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LinkError::Timeout(CALL_DEADLINE));
+            }
+            let ready = {
+                let mut set = PollSet::new();
+                set.register(self.endpoint.as_fd(), Token(0), Interest::READABLE);
+                set.wait(Some(left)).map_err(LinkError::Poll)?
+            };
+            if ready.is_empty() {
+                continue;
+            }
+            let (len, fds) = match self.endpoint.recv(&mut buf) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return Err(LinkError::Closed),
+                Err(error) if error.is_would_block() => continue,
+                Err(error) => return Err(error.into()),
+            };
+            match tee_proto::decode::<SecureResponse>(&buf[..len]) {
+                Ok(answer) if answer.header.request_id == id => {
+                    return match answer.body {
+                        SecureResponse::Error(error) => Err(LinkError::Refused(error)),
+                        body => Ok((body, fds)),
+                    };
+                }
+                Ok(late) => {
+                    tracing::debug!(id = late.header.request_id, "late control answer dropped")
+                }
+                Err(error) => tracing::warn!(%error, "undecodable control answer dropped"),
+            }
+        }
+    }
+}
+
+fn unexpected(answer: SecureResponse) -> LinkError {
+    LinkError::Unexpected(format!("{answer:?}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// A stand-in for the secure world's side: answers with `answer` (and `attach`) to the
+    /// request it receives, after first sending a stale answer.
+    fn world(endpoint: Endpoint, answer: SecureResponse, attach: bool) {
+        let mut buf = vec![0u8; FRAME_MAX];
+        let (len, _) = endpoint.recv(&mut buf).unwrap().unwrap();
+        let request: Frame<SecureRequest> = tee_proto::decode(&buf[..len]).unwrap();
+        let stale = Frame {
+            header: Header::new(0, 0, request.header.request_id.wrapping_add(100)),
+            body: SecureResponse::ResetDone,
+        };
+        endpoint.send_frame(&stale, &[]).unwrap();
+        let (conduit, _peer) = UnixStream::pair().unwrap();
+        let fds: Vec<_> = if attach {
+            vec![conduit.as_fd()]
+        } else {
+            vec![]
+        };
+        let frame = Frame {
+            header: request.header.reply_to(0),
+            body: answer,
+        };
+        endpoint.send_frame(&frame, &fds).unwrap();
+    }
+
+    #[test]
+    fn a_conduit_comes_with_its_answer_and_stale_answers_are_dropped() {
+        let (ours, theirs) = Endpoint::pair().unwrap();
+        let serve = std::thread::spawn(move || world(theirs, SecureResponse::Conduit, true));
+        let mut link = SecureLink::new(ours);
+        assert!(link.new_conduit().is_ok());
+        serve.join().unwrap();
+    }
+
+    #[test]
+    fn a_refusal_a_missing_conduit_and_a_closed_channel_are_typed_errors() {
+        let (ours, theirs) = Endpoint::pair().unwrap();
+        let refuse = SecureResponse::Error(WireError::Retryable);
+        let serve = std::thread::spawn(move || world(theirs, refuse, false));
+        let mut link = SecureLink::new(ours);
+        assert!(matches!(
+            link.new_conduit(),
+            Err(LinkError::Refused(WireError::Retryable))
+        ));
+        serve.join().unwrap();
+
+        let (ours, theirs) = Endpoint::pair().unwrap();
+        let serve = std::thread::spawn(move || world(theirs, SecureResponse::Conduit, false));
+        let mut link = SecureLink::new(ours);
+        assert!(matches!(link.new_conduit(), Err(LinkError::Unexpected(_))));
+        serve.join().unwrap();
+
+        let (ours, theirs) = Endpoint::pair().unwrap();
+        drop(theirs);
+        assert!(matches!(
+            SecureLink::new(ours).stats(),
+            Err(LinkError::Closed)
+        ));
+    }
+}
