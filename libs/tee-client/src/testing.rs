@@ -370,6 +370,7 @@ impl<T: FakeTa> Harness<T> {
             },
             ram: NO_WINDOW,
             journal: NO_WINDOW,
+            windows: tee_proto::lifecycle::ClientWindows::NONE,
             grants: tee_proto::grants::GrantKinds::NONE,
         });
     }

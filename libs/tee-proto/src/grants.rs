@@ -27,17 +27,26 @@ pub enum Grant {
     SwtpmData,
     /// tpmd's swtpm-protocol control listener.
     SwtpmControl,
+    /// A client's own window of normal-world RAM: the only RAM it maps.
+    ClientWindow,
+    /// tpmd's window, for teed (which sees all of normal-world RAM).
+    TpmdWindow,
+    /// bnxtd's window, for teed.
+    BnxtdWindow,
 }
 
 impl Grant {
     /// Every kind, in declaration order (the index into a decoder's table).
-    pub const ALL: [Grant; 6] = [
+    pub const ALL: [Grant; 9] = [
         Grant::SmcConduit,
         Grant::Ram,
         Grant::TeedEndpoint,
         Grant::ConsumerListener,
         Grant::SwtpmData,
         Grant::SwtpmControl,
+        Grant::ClientWindow,
+        Grant::TpmdWindow,
+        Grant::BnxtdWindow,
     ];
 
     fn index(self) -> usize {
@@ -117,6 +126,9 @@ pub enum GrantError {
     /// One swtpm listener without the other.
     #[error("Hello carries one swtpm listener without the other")]
     HalfSwtpm,
+    /// One client's window without the other's.
+    #[error("Hello carries one client window without the other")]
+    HalfWindows,
 }
 
 /// A typed set of grants and how it travels.
@@ -131,11 +143,20 @@ pub trait Grants<H>: Sized {
     ) -> Result<Self, GrantError>;
 }
 
-/// What teed gets: the conduit to the secure world and normal-world RAM.
+/// What teed gets: the conduit to the secure world, normal-world RAM and, where clients have
+/// windows of their own, those windows (teed sees all of normal-world RAM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeedGrants<H> {
     pub conduit: H,
     pub ram: H,
+    pub windows: Option<WindowGrants<H>>,
+}
+
+/// The clients' windows, as teed maps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowGrants<H> {
+    pub tpmd: H,
+    pub bnxtd: H,
 }
 
 /// The swtpm-protocol listeners (tpmd, when the stack serves unmodified TPM clients).
@@ -145,12 +166,12 @@ pub struct SwtpmGrants<H> {
     pub control: H,
 }
 
-/// What a client server (tpmd, bnxtd) gets: its endpoint to teed, normal-world RAM, its
-/// consumer listener and, for tpmd, the swtpm listeners.
+/// What a client server (tpmd, bnxtd) gets: its endpoint to teed, its window of normal-world
+/// RAM (never the rest of it), its consumer listener and, for tpmd, the swtpm listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientGrants<H> {
     pub teed: H,
-    pub ram: H,
+    pub window: H,
     pub consumers: H,
     pub swtpm: Option<SwtpmGrants<H>>,
 }
@@ -161,7 +182,7 @@ struct Table<H>([Option<H>; MAX_GRANTS]);
 impl<H> Table<H> {
     fn sort(kinds: &GrantKinds, handles: impl IntoIterator<Item = H>) -> Result<Self, GrantError> {
         let mut handles = handles.into_iter();
-        let mut table = Table([None, None, None, None, None, None]);
+        let mut table = Table([None, None, None, None, None, None, None, None, None]);
         let mut attached = 0;
         for kind in kinds.iter() {
             let Some(handle) = handles.next() else {
@@ -219,7 +240,14 @@ fn parts<H>(pairs: impl IntoIterator<Item = (Grant, H)>) -> (GrantKinds, GrantHa
 
 impl<H> Grants<H> for TeedGrants<H> {
     fn into_parts(self) -> (GrantKinds, GrantHandles<H>) {
-        parts([(Grant::SmcConduit, self.conduit), (Grant::Ram, self.ram)])
+        let windows = self
+            .windows
+            .map(|w| [(Grant::TpmdWindow, w.tpmd), (Grant::BnxtdWindow, w.bnxtd)]);
+        parts(
+            [(Grant::SmcConduit, self.conduit), (Grant::Ram, self.ram)]
+                .into_iter()
+                .chain(windows.into_iter().flatten()),
+        )
     }
 
     fn from_parts(
@@ -227,9 +255,20 @@ impl<H> Grants<H> for TeedGrants<H> {
         handles: impl IntoIterator<Item = H>,
     ) -> Result<Self, GrantError> {
         let mut table = Table::sort(kinds, handles)?;
+        let conduit = table.require(Grant::SmcConduit)?;
+        let ram = table.require(Grant::Ram)?;
+        let windows = match (
+            table.take(Grant::TpmdWindow),
+            table.take(Grant::BnxtdWindow),
+        ) {
+            (Some(tpmd), Some(bnxtd)) => Some(WindowGrants { tpmd, bnxtd }),
+            (None, None) => None,
+            _ => return Err(GrantError::HalfWindows),
+        };
         let grants = TeedGrants {
-            conduit: table.require(Grant::SmcConduit)?,
-            ram: table.require(Grant::Ram)?,
+            conduit,
+            ram,
+            windows,
         };
         table.finish()?;
         Ok(grants)
@@ -244,7 +283,7 @@ impl<H> Grants<H> for ClientGrants<H> {
         parts(
             [
                 (Grant::TeedEndpoint, self.teed),
-                (Grant::Ram, self.ram),
+                (Grant::ClientWindow, self.window),
                 (Grant::ConsumerListener, self.consumers),
             ]
             .into_iter()
@@ -258,7 +297,7 @@ impl<H> Grants<H> for ClientGrants<H> {
     ) -> Result<Self, GrantError> {
         let mut table = Table::sort(kinds, handles)?;
         let teed = table.require(Grant::TeedEndpoint)?;
-        let ram = table.require(Grant::Ram)?;
+        let window = table.require(Grant::ClientWindow)?;
         let consumers = table.require(Grant::ConsumerListener)?;
         let swtpm = match (
             table.take(Grant::SwtpmData),
@@ -271,7 +310,7 @@ impl<H> Grants<H> for ClientGrants<H> {
         table.finish()?;
         Ok(ClientGrants {
             teed,
-            ram,
+            window,
             consumers,
             swtpm,
         })
@@ -287,7 +326,7 @@ mod tests {
     fn a_set_survives_the_trip_in_any_order() {
         let sent = ClientGrants {
             teed: 1,
-            ram: 2,
+            window: 2,
             consumers: 3,
             swtpm: Some(SwtpmGrants {
                 data: 4,
@@ -302,14 +341,23 @@ mod tests {
         let kinds: GrantKinds = pairs.iter().map(|(kind, _)| *kind).collect();
         let handles = pairs.iter().map(|(_, handle)| *handle);
         let back = ClientGrants::from_parts(&kinds, handles).unwrap();
-        assert_eq!((back.teed, back.ram, back.consumers), (1, 2, 3));
+        assert_eq!((back.teed, back.window, back.consumers), (1, 2, 3));
 
-        let (kinds, handles) = TeedGrants { conduit: 7, ram: 8 }.into_parts();
+        let plain = TeedGrants {
+            conduit: 7,
+            ram: 8,
+            windows: None,
+        };
+        let (kinds, handles) = plain.clone().into_parts();
         assert!(kinds.iter().eq([Grant::SmcConduit, Grant::Ram]));
-        assert_eq!(
-            TeedGrants::from_parts(&kinds, handles),
-            Ok(TeedGrants { conduit: 7, ram: 8 })
-        );
+        assert_eq!(TeedGrants::from_parts(&kinds, handles), Ok(plain));
+        let windowed = TeedGrants {
+            conduit: 7,
+            ram: 8,
+            windows: Some(WindowGrants { tpmd: 9, bnxtd: 10 }),
+        };
+        let (kinds, handles) = windowed.clone().into_parts();
+        assert_eq!(TeedGrants::from_parts(&kinds, handles), Ok(windowed));
     }
 
     #[test]
@@ -340,21 +388,29 @@ mod tests {
             teed(&[SmcConduit, SmcConduit], 2),
             Err(GrantError::Duplicate(SmcConduit))
         );
-        // A client is never given the conduit, and teed never a listener.
+        // A client is never given the conduit or the whole RAM, and teed never a listener.
         assert_eq!(
-            client(&[TeedEndpoint, Ram, ConsumerListener, SmcConduit]),
+            client(&[TeedEndpoint, ClientWindow, ConsumerListener, SmcConduit]),
             Err(GrantError::Unexpected(SmcConduit))
+        );
+        assert_eq!(
+            client(&[TeedEndpoint, ClientWindow, ConsumerListener, Ram]),
+            Err(GrantError::Unexpected(Ram))
+        );
+        assert_eq!(
+            teed(&[SmcConduit, Ram, TpmdWindow], 3),
+            Err(GrantError::HalfWindows)
         );
         assert_eq!(
             teed(&[SmcConduit, Ram, ConsumerListener], 3),
             Err(GrantError::Unexpected(ConsumerListener))
         );
         assert_eq!(
-            client(&[TeedEndpoint, Ram, ConsumerListener, SwtpmData]),
+            client(&[TeedEndpoint, ClientWindow, ConsumerListener, SwtpmData]),
             Err(GrantError::HalfSwtpm)
         );
         assert_eq!(
-            client(&[TeedEndpoint, Ram]),
+            client(&[TeedEndpoint, ClientWindow]),
             Err(GrantError::Missing(ConsumerListener))
         );
     }

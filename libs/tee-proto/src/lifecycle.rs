@@ -64,6 +64,33 @@ impl RamWindow {
     }
 }
 
+/// Where each client's buffers live: a window of normal-world RAM that client alone maps (and
+/// teed and the secure world, which see all of RAM). Empty windows: the client's buffers come
+/// from teed's shared frames, as in the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientWindows {
+    pub tpmd: RamWindow,
+    pub bnxtd: RamWindow,
+}
+
+impl ClientWindows {
+    /// No windows.
+    pub const NONE: ClientWindows = ClientWindows {
+        tpmd: RamWindow { base: 0, len: 0 },
+        bnxtd: RamWindow { base: 0, len: 0 },
+    };
+
+    /// The window of client `kind`, when it has one.
+    pub fn of(&self, kind: ServerKind) -> Option<RamWindow> {
+        let window = match kind {
+            ServerKind::Teed => return None,
+            ServerKind::Tpmd => self.tpmd,
+            ServerKind::Bnxtd => self.bnxtd,
+        };
+        (window.len > 0).then_some(window)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Ord, Hash, Eq, Serialize, Deserialize)]
 pub enum ServerKind {
     Teed,
@@ -111,9 +138,10 @@ pub enum ShutdownReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InitRequest {
     /// First message to a new incarnation: its own generation, teed's current generation
-    /// (equal to `generation` when sent to teed), the boot facts and its RAM window. `journal`
-    /// is the reserved region that survives kexec and crash entry (teed's lifecycle journal;
-    /// `len` 0 for servers that keep none).
+    /// (equal to `generation` when sent to teed), the boot facts and its RAM window (teed: the
+    /// frames it allocates from; a client: the window it maps, where teed puts its buffers).
+    /// `journal` is the reserved region that survives kexec and crash entry (teed's lifecycle
+    /// journal; `len` 0 for servers that keep none). `windows` tells teed each client's window.
     ///
     /// `grants` names, in order, the capabilities that travel with the frame ([`crate::grants`]);
     /// a core writes [`GrantKinds::NONE`] and the shell that attaches them fills it in.
@@ -123,6 +151,7 @@ pub enum InitRequest {
         boot: BootInfo,
         ram: RamWindow,
         journal: RamWindow,
+        windows: ClientWindows,
         grants: GrantKinds,
     },
     /// To teed: the endpoint of a new client incarnation travels with this frame (hosted: as

@@ -7,6 +7,8 @@
 //!   each teed incarnation. No normal-world server ever holds it.
 //! * The requester sends one [`SecureRequest`]; the secure world answers with one
 //!   [`SecureResponse`] carrying the same `request_id`, one frame per packet.
+//! * `MapWindow` (with the window's memory object attached) puts a client's window into the
+//!   secure world's view of normal-world RAM, as a physical range; answered `WindowMapped`.
 //! * `NewConduit` is answered `Conduit` with a fresh conduit (a connected stream socket) attached
 //!   to the packet; the secure world closes the conduit it served before, so exactly one normal
 //!   world, the one init chose, holds the SMC capability.
@@ -44,6 +46,12 @@ pub enum SecureRequest {
     Stats,
     Reset,
     NewConduit,
+    /// Normal-world RAM at `[base, base + len)` is the memory object attached (a client's
+    /// window, which init created): the secure world sees it there from now on.
+    MapWindow {
+        base: u64,
+        len: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +60,7 @@ pub enum SecureResponse {
     ResetDone,
     /// The new conduit travels with this answer.
     Conduit,
+    WindowMapped,
     Error(WireError),
 }
 

@@ -19,6 +19,7 @@ pub mod serve;
 pub mod server;
 pub mod spawn;
 pub mod stream;
+pub mod window;
 
 pub use clock::{Clock, Millis};
 pub use conduit::{serve_conduit, ConduitError, SmcConduit, UnixConduit, CONDUIT_FRAME_BYTES};

@@ -149,6 +149,53 @@ impl RamFile {
         Ok(Self { map, base, size })
     }
 
+    /// Puts the memory object `window` (a client's window, see [`crate::window`]) at physical
+    /// `[base, base + len)` of this mapping, in place of the RAM file's own pages there: what
+    /// the secure world and teed see of a client's window is the window itself. The range must
+    /// be page-aligned, inside this RAM, and `window` must hold `len` bytes (a sealed window
+    /// cannot shrink, so the mapping can never fault).
+    pub fn overlay(&mut self, base: u64, len: u64, window: &OwnedFd) -> Result<(), RamError> {
+        const PAGE: u64 = optee_abi::mem::PAGE_SIZE_U64;
+        let offset = self
+            .offset_of(base, len)
+            .filter(|_| len > 0 && base % PAGE == 0 && len % PAGE == 0)
+            .ok_or(RamError::WindowOverflow { base, size: len })?;
+        let file_len = file_len(&File::from(window.try_clone().map_err(|source| {
+            RamError::FdIo {
+                action: "dup",
+                source,
+            }
+        })?))?;
+        if file_len < len {
+            return Err(RamError::FileTooShort {
+                len: file_len,
+                size: len,
+            });
+        }
+        let length = std::num::NonZeroUsize::new(len as usize).ok_or(RamError::ZeroSize)?;
+        // SAFETY: the target range lies inside this live mapping (checked above), so MAP_FIXED
+        // only replaces pages this RamFile owns; nothing holds a Rust reference into them (all
+        // access is by raw copies), and the mapping's drop unmaps the whole range, overlay
+        // included.
+        let address = unsafe { self.map.as_mut_ptr().add(offset) };
+        let placed = unsafe {
+            nix::sys::mman::mmap(
+                std::num::NonZeroUsize::new(address as usize),
+                length,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_SHARED | nix::sys::mman::MapFlags::MAP_FIXED,
+                window,
+                0,
+            )
+        };
+        placed.map_err(|errno| RamError::FdIo {
+            action: "mmap window",
+            source: errno.into(),
+        })?;
+        tracing::debug!(base, len, "window overlaid");
+        Ok(())
+    }
+
     /// First physical address of the RAM.
     pub fn base(&self) -> u64 {
         self.base

@@ -6,7 +6,7 @@
 //! Every call is bounded: init waits at most [`CALL_DEADLINE`] for the answer, and a late answer
 //! to an earlier call is recognised by its request id and dropped.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,15 @@ impl SecureLink {
         }
     }
 
+    /// Puts a client's window (a memory object) at `[base, base + len)` of the secure world's
+    /// view of normal-world RAM.
+    pub fn map_window(&mut self, base: u64, len: u64, window: &OwnedFd) -> Result<(), LinkError> {
+        match self.call_with(SecureRequest::MapWindow { base, len }, Some(window))? {
+            (SecureResponse::WindowMapped, _) => Ok(()),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+
     /// A fresh SMC conduit for the next teed incarnation; the secure world closes the one it
     /// served before.
     pub fn new_conduit(&mut self) -> Result<UnixStream, LinkError> {
@@ -94,13 +103,23 @@ impl SecureLink {
         &mut self,
         request: SecureRequest,
     ) -> Result<(SecureResponse, Vec<OwnedFd>), LinkError> {
+        self.call_with(request, None)
+    }
+
+    /// [`SecureLink::call`] with a descriptor attached to the request.
+    fn call_with(
+        &mut self,
+        request: SecureRequest,
+        attached: Option<&OwnedFd>,
+    ) -> Result<(SecureResponse, Vec<OwnedFd>), LinkError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let frame = Frame {
             header: Header::new(REQUESTER_GENERATION, 0, id),
             body: request,
         };
-        match self.endpoint.send_frame(&frame, &[]) {
+        let attached: Vec<_> = attached.iter().map(|fd| fd.as_fd()).collect();
+        match self.endpoint.send_frame(&frame, &attached) {
             Ok(()) => {}
             Err(EndpointError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
                 return Err(LinkError::Closed)
@@ -152,7 +171,6 @@ fn unexpected(answer: SecureResponse) -> LinkError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     /// A stand-in for the secure world's side: answers with `answer` (and `attach`) to the
     /// request it receives, after first sending a stale answer.

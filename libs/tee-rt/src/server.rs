@@ -130,6 +130,7 @@ mod tests {
             },
             ram: window,
             journal: window,
+            windows: tee_proto::lifecycle::ClientWindows::NONE,
             grants: tee_proto::grants::GrantKinds::NONE,
         }
     }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use optee_abi::uuid::Uuid;
 use secure_world::{Config as SecureConfig, SecureWorld};
 use tee_proto::grants::{Grants, TeedGrants};
+use tee_proto::lifecycle::ClientWindows;
 use tee_proto::lifecycle::{
     BootInfo, BootKind, InitRequest, ServerEvent, ServerKind, ShutdownReason,
 };
@@ -110,9 +111,11 @@ impl TeedHarness {
             boot,
             ram: layout::shm_window(),
             journal: layout::journal_window(),
+            windows: ClientWindows::NONE,
             grants: TeedGrants {
                 conduit: (),
                 ram: (),
+                windows: None,
             }
             .into_parts()
             .0,

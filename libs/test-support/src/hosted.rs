@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tee_proto::grants::{ClientGrants, GrantKinds, Grants, TeedGrants};
 use tee_proto::lifecycle::{
-    BootInfo, BootKind, InitRequest, RamWindow, ServerEvent, ServerKind, ShutdownReason,
-    ShutdownReport,
+    BootInfo, BootKind, ClientWindows, InitRequest, RamWindow, ServerEvent, ServerKind,
+    ShutdownReason, ShutdownReport,
 };
 use tee_proto::{Frame, Generation, Header, ProtoError, FRAME_MAX};
 
@@ -247,9 +247,11 @@ impl SecureWorldProcess {
             boot,
             ram: self.frame_window(),
             journal: self.journal_window(),
+            windows: ClientWindows::NONE,
             grants: TeedGrants {
                 conduit: (),
                 ram: (),
+                windows: None,
             }
             .into_parts()
             .0,
@@ -381,7 +383,7 @@ pub fn client_hello(
 ) -> InitRequest {
     let grants = ClientGrants {
         teed: (),
-        ram: (),
+        window: (),
         consumers: (),
         swtpm: None,
     };
@@ -390,8 +392,11 @@ pub fn client_hello(
             generation,
             teed_generation,
             boot,
+            // No window named: the client maps its window grant (here all of RAM) at the
+            // usual base.
             ram: NO_WINDOW,
             journal: NO_WINDOW,
+            windows: ClientWindows::NONE,
             grants: GrantKinds::NONE,
         },
         grants.into_parts().0,
@@ -428,6 +433,7 @@ pub fn start_teed(
     let grants = TeedGrants {
         conduit: conduit.as_fd(),
         ram: ram.as_fd(),
+        windows: None,
     };
     let (kinds, fds) = grants.into_parts();
     let hello = with_grants(world.teed_hello(generation, boot), kinds);

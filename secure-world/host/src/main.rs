@@ -13,7 +13,7 @@
 //! conduit is served on a thread around one `Mutex`: every SMC and every control request runs
 //! alone against the model, as SMCs on one core would.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,16 +115,8 @@ fn serve_control(control: &Endpoint, machine: &SharedMachine) {
     let mut served: Option<UnixStream> = None;
     let mut buf = vec![0u8; FRAME_MAX];
     loop {
-        let len = match control.recv(&mut buf) {
-            Ok(Some((len, fds))) => {
-                if !fds.is_empty() {
-                    tracing::warn!(
-                        count = fds.len(),
-                        "attachments on the control channel closed"
-                    );
-                }
-                len
-            }
+        let (len, mut fds) = match control.recv(&mut buf) {
+            Ok(Some(packet)) => packet,
             Ok(None) => return,
             Err(error @ (EndpointError::Truncated { .. } | EndpointError::TooManyFds { .. })) => {
                 tracing::warn!(%error, "control packet refused");
@@ -135,19 +127,36 @@ fn serve_control(control: &Endpoint, machine: &SharedMachine) {
                 return;
             }
         };
-        let (answer, conduit) =
-            match accept_request::<SecureInterface>(&buf[..len], WORLD_GENERATION) {
-                Incoming::Request(frame) => {
-                    let (body, conduit) = handle_control(machine, &mut served, frame.body);
-                    let header = frame.header.reply_to(WORLD_GENERATION);
-                    (Frame { header, body }, conduit)
+        let (answer, conduit) = match accept_request::<SecureInterface>(
+            &buf[..len],
+            WORLD_GENERATION,
+        ) {
+            Incoming::Request(frame) => {
+                // Only MapWindow carries a descriptor; any other is closed here.
+                let attached = match (frame.body, fds.len()) {
+                    (SecureRequest::MapWindow { .. }, 1) => fds.pop(),
+                    _ => None,
+                };
+                if !fds.is_empty() {
+                    tracing::warn!(
+                        count = fds.len(),
+                        "attachments on the control channel closed"
+                    );
                 }
-                Incoming::Answer(frame) => (frame, None),
-                Incoming::Drop(error) => {
-                    tracing::warn!(%error, "undecodable control packet dropped");
-                    continue;
-                }
-            };
+                let (body, conduit) = handle_control(machine, &mut served, frame.body, attached);
+                let header = frame.header.reply_to(WORLD_GENERATION);
+                (Frame { header, body }, conduit)
+            }
+            Incoming::Answer(frame) => (frame, None),
+            Incoming::Drop(error) if !fds.is_empty() => {
+                tracing::warn!(%error, count = fds.len(), "undecodable control packet and its attachments dropped");
+                continue;
+            }
+            Incoming::Drop(error) => {
+                tracing::warn!(%error, "undecodable control packet dropped");
+                continue;
+            }
+        };
         let attached: Vec<_> = conduit.iter().map(AsFd::as_fd).collect();
         if let Err(error) = control.send_frame(&answer, &attached) {
             tracing::warn!(%error, "control answer not sent");
@@ -162,8 +171,30 @@ fn handle_control(
     machine: &SharedMachine,
     served: &mut Option<UnixStream>,
     request: SecureRequest,
+    attached: Option<OwnedFd>,
 ) -> (SecureResponse, Option<UnixStream>) {
     match request {
+        SecureRequest::MapWindow { base, len } => {
+            let Some(window) = attached else {
+                tracing::warn!("MapWindow without its window");
+                return (SecureResponse::Error(WireError::BadRequest), None);
+            };
+            let mut machine = lock(machine);
+            match machine.ram.overlay(base, len, &window) {
+                Ok(()) => {
+                    tracing::info!(
+                        base = format_args!("{base:#x}"),
+                        len,
+                        "client window mapped"
+                    );
+                    (SecureResponse::WindowMapped, None)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "client window refused");
+                    (SecureResponse::Error(WireError::BadRequest), None)
+                }
+            }
+        }
         SecureRequest::Stats => {
             let machine = lock(machine);
             let stats = wire_stats(&machine.world.stats(), machine.smcs, machine.resets);

@@ -78,7 +78,7 @@ fn start_bnxtd(
         COLD_BOOT,
         ClientGrants {
             teed: teed_endpoint.as_fd(),
-            ram: ram.as_fd(),
+            window: ram.as_fd(),
             consumers: listener.as_fd(),
             swtpm: None,
         },

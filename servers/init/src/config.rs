@@ -1,6 +1,6 @@
 //! What the supervisor is told at start: RAM windows, deadlines and the restart policy.
 
-use tee_proto::lifecycle::RamWindow;
+use tee_proto::lifecycle::{ClientWindows, RamWindow};
 
 /// Physical base of normal-world RAM (as on QEMU virt).
 pub const RAM_BASE: u64 = 0x4000_0000;
@@ -10,6 +10,11 @@ pub const RAM_SIZE: u64 = 8 << 30;
 pub const JOURNAL_RESERVE: u64 = 1 << 20;
 /// Default size of the journal inside its reserve.
 pub const JOURNAL_LEN: u64 = 128 << 10;
+/// tpmd's window: its 8 KiB fTPM buffer (tpm_ftpm_tee's 4 KiB each way), with room for the
+/// buffers a seed-bug release may still hold.
+pub const TPMD_WINDOW_LEN: u64 = 64 << 10;
+/// bnxtd's window: its 4 MiB buffer (tee_bnxt_fw's MAX_SHM_MEM_SZ), four times over.
+pub const BNXTD_WINDOW_LEN: u64 = 16 << 20;
 
 /// Restart policy for servers that die on their own (Hubris jefe's shape: restart with backoff,
 /// give up on a crash loop).
@@ -44,6 +49,9 @@ pub struct InitConfig {
     pub ram: RamWindow,
     /// teed's lifecycle journal: survives kexec and crash entry.
     pub journal: RamWindow,
+    /// Each client's window, where teed puts its buffers and the only RAM it maps; none by
+    /// default (buffers come from `ram`), as in the simulator.
+    pub windows: ClientWindows,
     /// How long a new incarnation may take to answer `Hello` with `Ready` or `Declined`.
     pub start_deadline_ms: u64,
     /// Per step (clients, then teed) of an orderly kexec or reboot.
@@ -65,6 +73,7 @@ impl Default for InitConfig {
                 base: journal_base,
                 len: JOURNAL_LEN,
             },
+            windows: ClientWindows::NONE,
             start_deadline_ms: 10_000,
             shutdown_deadline_ms: 2_000,
             crash_shutdown_deadline_ms: 200,
@@ -79,6 +88,9 @@ pub enum ConfigError {
     /// teed would hand out journal frames as shared memory.
     #[error("journal window overlaps the shm RAM window")]
     JournalOverlapsRam,
+    /// A client's window overlaps the shm frames, the journal or the other client's window.
+    #[error("a client window overlaps shm RAM, the journal or another window")]
+    WindowOverlap,
     /// A window whose end does not fit in 64 bits.
     #[error("RAM window wraps around the address space")]
     WindowOverflow,
@@ -93,11 +105,17 @@ pub enum ConfigError {
 impl InitConfig {
     /// Checks what would make the supervisor misbehave (never panic) at run time.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let ram_end = window_end(&self.ram)?;
-        let journal_end = window_end(&self.journal)?;
-        let disjoint = ram_end <= self.journal.base || journal_end <= self.ram.base;
-        if self.journal.len != 0 && self.ram.len != 0 && !disjoint {
+        if overlap(&self.ram, &self.journal)? {
             return Err(ConfigError::JournalOverlapsRam);
+        }
+        let windows = [self.windows.tpmd, self.windows.bnxtd];
+        for window in &windows {
+            if overlap(window, &self.ram)? || overlap(window, &self.journal)? {
+                return Err(ConfigError::WindowOverlap);
+            }
+        }
+        if overlap(&windows[0], &windows[1])? {
+            return Err(ConfigError::WindowOverlap);
         }
         for (which, value) in [
             ("start", self.start_deadline_ms),
@@ -116,6 +134,12 @@ impl InitConfig {
         }
         Ok(())
     }
+}
+
+/// Whether two non-empty windows share an address.
+fn overlap(a: &RamWindow, b: &RamWindow) -> Result<bool, ConfigError> {
+    let (a_end, b_end) = (window_end(a)?, window_end(b)?);
+    Ok(a.len != 0 && b.len != 0 && a.base < b_end && b.base < a_end)
 }
 
 fn window_end(window: &RamWindow) -> Result<u64, ConfigError> {
@@ -163,6 +187,28 @@ mod tests {
             config.validate(),
             Err(ConfigError::BackoffAboveCap { .. })
         ));
+    }
+
+    #[test]
+    fn client_windows_must_stand_apart() {
+        let mut config = InitConfig::default();
+        let top = config.ram.base + config.ram.len;
+        config.ram.len -= 2 << 20;
+        config.windows.tpmd = RamWindow {
+            base: top - (2 << 20),
+            len: 1 << 20,
+        };
+        config.windows.bnxtd = RamWindow {
+            base: top - (1 << 20),
+            len: 1 << 20,
+        };
+        assert_eq!(config.validate(), Ok(()));
+        config.windows.bnxtd.base -= 4096;
+        assert_eq!(config.validate(), Err(ConfigError::WindowOverlap));
+        config.windows.bnxtd.base = config.ram.base;
+        assert_eq!(config.validate(), Err(ConfigError::WindowOverlap));
+        config.windows.bnxtd.base = config.journal.base;
+        assert_eq!(config.validate(), Err(ConfigError::WindowOverlap));
     }
 
     #[test]

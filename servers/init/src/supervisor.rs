@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use tee_proto::lifecycle::ClientWindows;
 use tee_proto::lifecycle::{BootKind, InitRequest, RamWindow, ServerKind};
 use tee_proto::{Frame, Generation, Header};
 
@@ -245,8 +246,15 @@ impl Supervisor {
         let none = RamWindow { base: 0, len: 0 };
         let (ram, journal) = match kind {
             ServerKind::Teed => (self.config.ram, self.config.journal),
-            // Clients get their shared memory from teed, never frames of their own.
-            ServerKind::Tpmd | ServerKind::Bnxtd => (none, none),
+            // Clients get their shared memory from teed, never frames of their own: at most the
+            // window teed places their buffers in.
+            ServerKind::Tpmd | ServerKind::Bnxtd => {
+                (self.config.windows.of(kind).unwrap_or(none), none)
+            }
+        };
+        let windows = match kind {
+            ServerKind::Teed => self.config.windows,
+            ServerKind::Tpmd | ServerKind::Bnxtd => ClientWindows::NONE,
         };
         InitRequest::Hello {
             generation: self.slot(kind).generation,
@@ -262,6 +270,7 @@ impl Supervisor {
                 }),
             ram,
             journal,
+            windows,
             // The shell that attaches the capabilities names them.
             grants: tee_proto::grants::GrantKinds::NONE,
         }

@@ -47,6 +47,7 @@ fn teed_hello_comes_first_and_clients_start_only_after_teed_is_ready() {
         boot,
         ram,
         journal,
+        windows,
         grants,
     } = teed_hello
     else {
@@ -60,6 +61,7 @@ fn teed_hello_comes_first_and_clients_start_only_after_teed_is_ready() {
     assert!(!boot.crash_flag);
     assert_eq!(ram, config.ram);
     assert_eq!(journal, config.journal);
+    assert_eq!(windows, config.windows);
     for client in [ServerKind::Tpmd, ServerKind::Bnxtd] {
         let (_, hello) = h.hellos(client)[0];
         let InitRequest::Hello {

@@ -87,6 +87,7 @@ impl<M: PhysMem> Teed<M> {
                 boot,
                 ram,
                 journal,
+                windows,
                 ..
             } => {
                 if !matches!(self.phase, Phase::AwaitingHello) {
@@ -100,6 +101,7 @@ impl<M: PhysMem> Teed<M> {
                     generation,
                     boot,
                     ram,
+                    windows,
                     journal,
                 };
                 match Probe::start(now, &self.cfg, hello, &mut self.registry, &mut self.engine) {

@@ -57,6 +57,12 @@ impl FrameAllocator {
         }
     }
 
+    /// Whether `run` lies within this allocator's range.
+    pub fn covers(&self, run: Run) -> bool {
+        let end = self.base + self.total_pages * PAGE_SIZE_U64;
+        run.pa >= self.base && run.pa.saturating_add(run.bytes()) <= end
+    }
+
     /// Allocates `pages` contiguous pages, lowest address first.
     pub fn alloc(&mut self, pages: u64) -> Option<Run> {
         if pages == 0 {

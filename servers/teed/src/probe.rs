@@ -9,7 +9,7 @@
 
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
 use optee_abi::smc::{func, ret, sec_cap, Regs, MSG_REVISION_MAJOR, MSG_UID};
-use tee_proto::lifecycle::{BootInfo, BootKind, DeclineReason, RamWindow};
+use tee_proto::lifecycle::{BootInfo, BootKind, ClientWindows, DeclineReason, RamWindow};
 use tee_proto::Generation;
 
 use crate::call::FastCall;
@@ -48,6 +48,7 @@ pub(crate) struct Hello {
     pub generation: Generation,
     pub boot: BootInfo,
     pub ram: RamWindow,
+    pub windows: ClientWindows,
     pub journal: RamWindow,
 }
 
@@ -153,6 +154,7 @@ impl Probe {
         }
         reg.open(
             hello.ram,
+            hello.windows,
             hello.journal,
             cfg.hardening.journal,
             boot.boot_id,
@@ -317,6 +319,7 @@ mod tests {
                 crash_flag,
             },
             ram: RAM,
+            windows: ClientWindows::NONE,
             journal: NO_JOURNAL,
         }
     }

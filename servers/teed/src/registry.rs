@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
 use optee_abi::pagelist::{list_pages_needed, write_page_list};
-use tee_proto::lifecycle::{RamWindow, ServerKind};
+use tee_proto::lifecycle::{ClientWindows, RamWindow, ServerKind};
 use tee_proto::teed::ShmId;
 use tee_proto::{Generation, WireError};
 
@@ -31,8 +31,11 @@ pub(crate) struct NewBuffer {
 pub(crate) struct Registry<M: PhysMem> {
     /// Normal-world RAM as teed sees it.
     pub mem: M,
-    /// The RAM window init handed out, in page runs.
+    /// The RAM window init handed out, in page runs: page lists, private buffers and, for a
+    /// client without a window, its buffers.
     pub frames: FrameAllocator,
+    /// Each client kind's window, where its buffers go: the only RAM that client maps.
+    windows: BTreeMap<ServerKind, FrameAllocator>,
     journal: Option<Journal>,
     /// This incarnation's epoch: the high half of every cookie it makes.
     epoch: u32,
@@ -51,6 +54,7 @@ impl<M: PhysMem> Registry<M> {
         Registry {
             mem,
             frames: FrameAllocator::new(0, 0),
+            windows: BTreeMap::new(),
             journal: None,
             epoch: 0,
             cookie_seq: 0,
@@ -67,12 +71,20 @@ impl<M: PhysMem> Registry<M> {
     pub fn open(
         &mut self,
         ram: RamWindow,
+        windows: ClientWindows,
         journal_window: RamWindow,
         keep_journal: bool,
         boot_id: u64,
         generation: Generation,
     ) {
         self.frames = FrameAllocator::new(ram.base, ram.len);
+        self.windows = [ServerKind::Tpmd, ServerKind::Bnxtd]
+            .into_iter()
+            .filter_map(|kind| {
+                let window = windows.of(kind)?;
+                Some((kind, FrameAllocator::new(window.base, window.len)))
+            })
+            .collect();
         self.journal = None;
         if keep_journal && journal_window.len >= journal::JOURNAL_BYTES {
             match Journal::open(&mut self.mem, journal_window.base) {
@@ -137,15 +149,19 @@ impl<M: PhysMem> Registry<M> {
         size: u32,
     ) -> Result<NewBuffer, WireError> {
         let pages = u64::from(size).div_ceil(PAGE_SIZE_U64);
-        let data = self.frames.alloc(pages).ok_or(WireError::OutOfMemory)?;
+        let data = match self.windows.get_mut(&kind) {
+            Some(window) => window.alloc(pages),
+            None => self.frames.alloc(pages),
+        }
+        .ok_or(WireError::OutOfMemory)?;
         let Some(list) = self.frames.alloc(list_pages_needed(pages as usize) as u64) else {
-            self.frames.free(data);
+            self.free_data(data);
             return Err(WireError::OutOfMemory);
         };
         let written = self.mem.zero(data.pa, data.bytes()).is_ok()
             && write_page_list(&mut self.mem, &list.page_addrs(), &data.page_addrs()).is_ok();
         if !written {
-            self.frames.free(data);
+            self.free_data(data);
             self.frames.free(list);
             return Err(WireError::OutOfMemory);
         }
@@ -161,7 +177,7 @@ impl<M: PhysMem> Registry<M> {
                 ) {
                     Ok(Some(slot)) => Some(slot),
                     _ => {
-                        self.frames.free(data);
+                        self.free_data(data);
                         self.frames.free(list);
                         return Err(WireError::Busy);
                     }
@@ -203,9 +219,17 @@ impl<M: PhysMem> Registry<M> {
         if let Some(s) = self.shms.remove(&shm) {
             self.journal_registration(s.journal_slot, EntryState::Free);
             if free_frames {
-                self.frames.free(s.run);
+                self.free_data(s.run);
             }
         }
+    }
+
+    /// Returns a client buffer's pages to the window (or frames) they came from.
+    fn free_data(&mut self, run: Run) {
+        match self.windows.values_mut().find(|window| window.covers(run)) {
+            Some(window) => window.free(run),
+            None => self.frames.free(run),
+        };
     }
 
     // ---- driver-private buffers ----

@@ -69,7 +69,7 @@ fn start_tpmd(
     let program = Path::new(env!("CARGO_BIN_EXE_tpmd"));
     let grants = ClientGrants {
         teed,
-        ram,
+        window: ram,
         consumers: listener,
         swtpm: None,
     };

@@ -37,6 +37,17 @@ use crate::{ClientConfig, ConsumerId};
 
 const TEED: Token = Token(1);
 
+/// Maps the client's window at the base `Hello` names for it: the only normal-world RAM the
+/// client sees (its buffers). A `Hello` naming none grants all of RAM at the usual base.
+fn map_window(hello: &Frame<InitRequest>, window: OwnedFd) -> Result<RamFile, StartError> {
+    match hello.body {
+        InitRequest::Hello { ram, .. } if ram.len > 0 => {
+            Ok(RamFile::from_fd(window, ram.base, ram.len)?)
+        }
+        _ => Ok(map_ram(window)?),
+    }
+}
+
 /// Builds a consumer front-end from the swtpm listeners `Hello` granted (if any).
 pub type FrontEndFactory<F> = fn(Option<SwtpmGrants<OwnedFd>>) -> io::Result<F>;
 
@@ -87,7 +98,7 @@ where
 
     fn start(
         config: ShellConfig<F>,
-        _hello: &Frame<InitRequest>,
+        hello: &Frame<InitRequest>,
         grants: ClientGrants<OwnedFd>,
     ) -> Result<Self, StartError> {
         let teed = Endpoint::from_fd(grants.teed);
@@ -98,7 +109,7 @@ where
         let front_end = (config.front_end)(grants.swtpm).map_err(StartError::grant("front-end"))?;
         Ok(ClientShell {
             core: Client::new(config.client),
-            ram: map_ram(grants.ram)?,
+            ram: map_window(hello, grants.window)?,
             teed: Some(teed),
             consumers: Consumers::new(vec![native]),
             front_end,

@@ -7,8 +7,8 @@ use heapless::Vec as HVec;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
 use tee_proto::grants::Grant;
 use tee_proto::lifecycle::{
-    BootInfo, BootKind, DeclineReason, InitRequest, RamWindow, ServerEvent, ServerKind,
-    ServerState, ServerStatus, ShutdownReason, ShutdownReport,
+    BootInfo, BootKind, ClientWindows, DeclineReason, InitRequest, RamWindow, ServerEvent,
+    ServerKind, ServerState, ServerStatus, ShutdownReason, ShutdownReport,
 };
 use tee_proto::teed::{Login, Param, ParamOut, TeedRequest, TeedResponse, MAX_PARAMS};
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse, TPM_BUFFER_MAX};
@@ -259,6 +259,16 @@ pub fn init_requests() -> Vec<InitRequest> {
                 base: 0x3_0000_0000,
                 len: 64 << 10,
             },
+            windows: ClientWindows {
+                tpmd: RamWindow {
+                    base: 0x2_3eef_0000,
+                    len: 64 << 10,
+                },
+                bnxtd: RamWindow {
+                    base: 0x2_3ef0_0000,
+                    len: 16 << 20,
+                },
+            },
             grants: [Grant::SmcConduit, Grant::Ram].into_iter().collect(),
         });
     }
@@ -277,6 +287,16 @@ pub fn init_requests() -> Vec<InitRequest> {
         journal: RamWindow {
             base: M64,
             len: M64,
+        },
+        windows: ClientWindows {
+            tpmd: RamWindow {
+                base: M64,
+                len: M64,
+            },
+            bnxtd: RamWindow {
+                base: M64,
+                len: M64,
+            },
         },
         // The most a Hello names: every kind once.
         grants: Grant::ALL.into_iter().collect(),

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse, COREDUMP_CHUNK_MAX};
 use tee_proto::grants::{Grant, MAX_GRANTS};
 use tee_proto::lifecycle::{
-    BootInfo, BootKind, DeclineReason, InitRequest, RamWindow, ServerEvent, ServerKind,
-    ServerState, ServerStatus, ShutdownReason, ShutdownReport,
+    BootInfo, BootKind, ClientWindows, DeclineReason, InitRequest, RamWindow, ServerEvent,
+    ServerKind, ServerState, ServerStatus, ShutdownReason, ShutdownReport,
 };
 use tee_proto::teed::{Login, Param, ParamOut, TeedRequest, TeedResponse, MAX_PARAMS};
 use tee_proto::tpm::{TpmError, TpmRequest, TpmResponse, TPM_BUFFER_MAX};
@@ -171,6 +171,16 @@ pub fn init_request() -> impl Strategy<Value = InitRequest> {
                         journal: RamWindow {
                             base: journal_base,
                             len,
+                        },
+                        windows: ClientWindows {
+                            tpmd: RamWindow {
+                                base,
+                                len: journal_base,
+                            },
+                            bnxtd: RamWindow {
+                                base: journal_base,
+                                len: base,
+                            },
                         },
                         grants: grants.into_iter().collect(),
                     }

@@ -14,6 +14,8 @@ pub enum SimHandle {
     Conduit,
     /// The shared sparse RAM.
     Ram,
+    /// A client's window of RAM (in the simulator, the same sparse RAM).
+    Window(ServerKind),
     /// A client incarnation's channel pair with teed.
     TeedChannel(ClientId),
     /// The consumer wires of a client server.
@@ -35,11 +37,12 @@ pub fn attach(server: ServerKind, frame: &mut Frame<InitRequest>) -> HelloHandle
         None => TeedGrants {
             conduit: SimHandle::Conduit,
             ram: SimHandle::Ram,
+            windows: None,
         }
         .into_parts(),
         Some(id) => ClientGrants {
             teed: SimHandle::TeedChannel(id),
-            ram: SimHandle::Ram,
+            window: SimHandle::Window(server),
             consumers: SimHandle::Consumers(server),
             swtpm: None,
         }
@@ -68,6 +71,7 @@ pub fn take(
             let want = TeedGrants {
                 conduit: SimHandle::Conduit,
                 ram: SimHandle::Ram,
+                windows: None,
             };
             (got == want)
                 .then_some(())
@@ -77,7 +81,7 @@ pub fn take(
             let got = ClientGrants::from_parts(grants, handles).map_err(refused)?;
             let own = got.teed == SimHandle::TeedChannel(id)
                 && got.consumers == SimHandle::Consumers(server)
-                && got.ram == SimHandle::Ram;
+                && got.window == SimHandle::Window(server);
             own.then_some(())
                 .ok_or_else(|| format!("{id} was granted {got:?}"))
         }

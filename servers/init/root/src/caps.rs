@@ -8,12 +8,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use tee_proto::grants::SwtpmGrants;
-use tee_proto::lifecycle::ServerKind;
+use tee_proto::lifecycle::{ClientWindows, ServerKind};
+use tee_rt::window::create_window;
 
 use crate::paths::StatePaths;
 
@@ -23,6 +24,12 @@ pub enum CapsError {
     #[error("ram file {}: {source}", path.display())]
     Ram {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the {name}: {source}")]
+    Window {
+        name: &'static str,
         #[source]
         source: io::Error,
     },
@@ -51,6 +58,13 @@ pub fn bind_fresh(path: &Path) -> Result<UnixListener, CapsError> {
 /// A client's consumer listener and its swtpm listeners, if any.
 pub type ClientListeners<'a> = (BorrowedFd<'a>, Option<SwtpmGrants<BorrowedFd<'a>>>);
 
+/// The clients' windows (sealed memory objects), created once for the life of the stack.
+#[derive(Debug)]
+pub struct Windows {
+    pub tpmd: OwnedFd,
+    pub bnxtd: OwnedFd,
+}
+
 #[derive(Debug)]
 pub struct Capabilities {
     ram: File,
@@ -58,11 +72,26 @@ pub struct Capabilities {
     bnxt: UnixListener,
     /// The swtpm data and control listeners, when the stack serves the swtpm protocol.
     swtpm: Option<SwtpmGrants<UnixListener>>,
+    /// Each client's window of RAM: the only RAM a client maps.
+    pub windows: Windows,
 }
 
 impl Capabilities {
-    /// Opens (or creates, sparse) the RAM file and binds the consumer listeners.
-    pub fn create(paths: &StatePaths, ram_size: u64, swtpm: bool) -> Result<Self, CapsError> {
+    /// Opens (or creates, sparse) the RAM file, creates the clients' windows of `windows`'
+    /// sizes and binds the consumer listeners.
+    pub fn create(
+        paths: &StatePaths,
+        ram_size: u64,
+        windows: &ClientWindows,
+        swtpm: bool,
+    ) -> Result<Self, CapsError> {
+        let window = |name: &'static str, len: u64| {
+            create_window(name, len).map_err(|source| CapsError::Window { name, source })
+        };
+        let windows = Windows {
+            tpmd: window("tpmd-window", windows.tpmd.len)?,
+            bnxtd: window("bnxtd-window", windows.bnxtd.len)?,
+        };
         let ram_path = paths.ram();
         let ram_error = |source| CapsError::Ram {
             path: ram_path.clone(),
@@ -92,11 +121,21 @@ impl Capabilities {
             tpm: bind_fresh(&paths.tpm_sock())?,
             bnxt: bind_fresh(&paths.bnxt_sock())?,
             swtpm,
+            windows,
         })
     }
 
     pub fn ram(&self) -> BorrowedFd<'_> {
         self.ram.as_fd()
+    }
+
+    /// The window of client `kind`; `None` for teed.
+    pub fn window(&self, kind: ServerKind) -> Option<BorrowedFd<'_>> {
+        match kind {
+            ServerKind::Teed => None,
+            ServerKind::Tpmd => Some(self.windows.tpmd.as_fd()),
+            ServerKind::Bnxtd => Some(self.windows.bnxtd.as_fd()),
+        }
     }
 
     /// The listener a client serves its consumers on, and tpmd's swtpm listeners when the

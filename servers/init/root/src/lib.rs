@@ -30,9 +30,12 @@ pub mod wire;
 use std::io;
 use std::path::PathBuf;
 
-use tee_proto::lifecycle::RamWindow;
+use tee_proto::lifecycle::{ClientWindows, RamWindow};
 use tee_rt::endpoint::Endpoint;
-use teesys_init::config::{ConfigError, InitConfig, JOURNAL_LEN, JOURNAL_RESERVE, RAM_BASE};
+use teesys_init::config::{
+    ConfigError, InitConfig, BNXTD_WINDOW_LEN, JOURNAL_LEN, JOURNAL_RESERVE, RAM_BASE,
+    TPMD_WINDOW_LEN,
+};
 
 pub use caps::{bind_fresh, CapsError};
 pub use ops::{op_deadline_ms, PendingOp};
@@ -59,6 +62,8 @@ pub enum HostError {
         "RAM of {ram_size} bytes leaves no room beside the {JOURNAL_RESERVE}-byte journal reserve"
     )]
     RamTooSmall { ram_size: u64 },
+    #[error("the secure world cannot be set up")]
+    SecureWorld(#[source] tee_rt::secure_link::LinkError),
     #[error("poll failed: {0}")]
     Poll(io::Error),
 }
@@ -94,16 +99,29 @@ impl HostConfig {
 /// everywhere but the top reserve, which holds teed's journal.
 pub fn init_config_for(ram_size: u64) -> Result<InitConfig, HostError> {
     let shm_len = ram_size
-        .checked_sub(JOURNAL_RESERVE)
+        .checked_sub(JOURNAL_RESERVE + TPMD_WINDOW_LEN + BNXTD_WINDOW_LEN)
         .filter(|len| *len > 0)
         .ok_or(HostError::RamTooSmall { ram_size })?;
+    // [ shm frames | tpmd's window | bnxtd's window | journal reserve ]
+    let tpmd_base = RAM_BASE + shm_len;
+    let bnxtd_base = tpmd_base + TPMD_WINDOW_LEN;
     let config = InitConfig {
         ram: RamWindow {
             base: RAM_BASE,
             len: shm_len,
         },
+        windows: ClientWindows {
+            tpmd: RamWindow {
+                base: tpmd_base,
+                len: TPMD_WINDOW_LEN,
+            },
+            bnxtd: RamWindow {
+                base: bnxtd_base,
+                len: BNXTD_WINDOW_LEN,
+            },
+        },
         journal: RamWindow {
-            base: RAM_BASE + shm_len,
+            base: bnxtd_base + BNXTD_WINDOW_LEN,
             len: JOURNAL_LEN,
         },
         ..InitConfig::default()
@@ -122,15 +140,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_ram_gives_the_supervisor_default_windows() {
+    fn default_ram_keeps_the_supervisor_defaults_beside_the_client_windows() {
         let config = init_config_for(8 << 30).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config, InitConfig::default());
+        let defaults = InitConfig::default();
+        assert_eq!(config.journal, defaults.journal);
+        assert_eq!(config.ram.base, defaults.ram.base);
+        assert_eq!(
+            config.ram.len,
+            defaults.ram.len - TPMD_WINDOW_LEN - BNXTD_WINDOW_LEN
+        );
+        assert_eq!(config.windows.tpmd.len, TPMD_WINDOW_LEN);
+        assert_eq!(config.windows.bnxtd.len, BNXTD_WINDOW_LEN);
     }
 
     #[test]
     fn small_ram_keeps_the_journal_at_its_top() {
         let config = init_config_for(64 << 20).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.ram.base + config.ram.len, config.journal.base);
+        // Frames, the two windows and the journal reserve tile RAM in that order.
+        assert_eq!(config.ram.base + config.ram.len, config.windows.tpmd.base);
+        assert_eq!(
+            config.windows.tpmd.base + config.windows.tpmd.len,
+            config.windows.bnxtd.base
+        );
+        assert_eq!(
+            config.windows.bnxtd.base + config.windows.bnxtd.len,
+            config.journal.base
+        );
         assert_eq!(config.journal.base, RAM_BASE + (64 << 20) - JOURNAL_RESERVE);
         assert!(matches!(
             init_config_for(JOURNAL_RESERVE),

@@ -5,7 +5,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tee_proto::grants::{ClientGrants, Grants, TeedGrants};
+use tee_proto::grants::{ClientGrants, Grants, TeedGrants, WindowGrants};
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
 use tee_proto::secure::SecureStats;
 use tee_proto::{Frame, Generation, Header};
@@ -74,7 +74,22 @@ impl Host {
                 });
             }
         }
-        let caps = Capabilities::create(&config.paths, config.ram_size, config.swtpm)?;
+        let caps = Capabilities::create(
+            &config.paths,
+            config.ram_size,
+            &config.init.windows,
+            config.swtpm,
+        )?;
+        let mut secure = SecureLink::new(config.secure);
+        // The secure world sees each client's window where teed will place its buffers.
+        for (window, fd) in [
+            (config.init.windows.tpmd, &caps.windows.tpmd),
+            (config.init.windows.bnxtd, &caps.windows.bnxtd),
+        ] {
+            secure
+                .map_window(window.base, window.len, fd)
+                .map_err(HostError::SecureWorld)?;
+        }
         let control = bind_fresh(&config.paths.init_ctl())?;
         Ok(Host {
             sup: Supervisor::new(config.init),
@@ -87,7 +102,7 @@ impl Host {
             idle_conns: Vec::new(),
             replies: Vec::new(),
             op: None,
-            secure: SecureLink::new(config.secure),
+            secure,
             next_host_request_id: HOST_REQUEST_IDS,
             down: DownState::default(),
             conduit_inode: None,
@@ -240,6 +255,10 @@ impl Host {
             let grants = TeedGrants {
                 conduit: conduit.as_fd(),
                 ram: self.caps.ram(),
+                windows: Some(WindowGrants {
+                    tpmd: self.caps.windows.tpmd.as_fd(),
+                    bnxtd: self.caps.windows.bnxtd.as_fd(),
+                }),
             };
             send_hello(process, frame, grants);
         }
@@ -263,12 +282,15 @@ impl Host {
             return;
         };
         let generation = process.generation;
-        let Some((consumers, swtpm)) = self.caps.consumer_listeners(client) else {
+        let (Some((consumers, swtpm)), Some(window)) = (
+            self.caps.consumer_listeners(client),
+            self.caps.window(client),
+        ) else {
             return;
         };
         let grants = ClientGrants {
             teed: client_end.as_fd(),
-            ram: self.caps.ram(),
+            window,
             consumers,
             swtpm,
         };

@@ -176,3 +176,82 @@ fn teectl_without_a_stack_says_how_to_start_one() {
         "{stderr}"
     );
 }
+
+/// The mappings of `pid` backed by a file or memory object (not anonymous, not the binary's
+/// own code and libraries).
+fn shared_mappings(pid: u32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter_map(|line| {
+            let path = line.split_whitespace().nth(5)?;
+            let shared = line.split_whitespace().nth(1)?.ends_with('s');
+            shared.then(|| path.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn each_client_maps_only_its_own_window_and_cannot_resize_it() {
+    let stack = LiveStack::up("windows");
+    let ram = stack.paths.ram().display().to_string();
+    for (kind, own) in [
+        (ServerKind::Tpmd, "tpmd-window"),
+        (ServerKind::Bnxtd, "bnxtd-window"),
+    ] {
+        let pid = stack.pid(kind);
+        let mappings = shared_mappings(pid);
+        assert!(
+            mappings.iter().all(|m| m.contains(own)),
+            "{kind:?} maps {mappings:?}"
+        );
+        assert!(!mappings.is_empty(), "{kind:?} maps no window");
+        assert!(!mappings.iter().any(|m| m.contains(&ram)));
+        // Its descriptors lead to nothing of RAM but its window either.
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let link = std::fs::read_link(entry.unwrap().path()).unwrap();
+            let link = link.to_string_lossy();
+            assert!(!link.contains(&ram), "{kind:?} holds the RAM file");
+            let other = if own == "tpmd-window" {
+                "bnxtd-window"
+            } else {
+                "tpmd-window"
+            };
+            assert!(!link.contains(other), "{kind:?} holds {link}");
+        }
+    }
+    // teed and the secure world see the windows in place; the RAM file is theirs alone.
+    for pid in [stack.pid(ServerKind::Teed), stack.secure_world_pid()] {
+        let mappings = shared_mappings(pid);
+        assert!(mappings.iter().any(|m| m.contains(&ram)));
+        assert!(mappings.iter().any(|m| m.contains("tpmd-window")));
+        assert!(mappings.iter().any(|m| m.contains("bnxtd-window")));
+    }
+
+    // A hostile tpmd: its window cannot shrink or grow, and scribbling over its own buffer
+    // hurts nobody else: teed and the secure world keep serving. (tpmd closed its descriptor
+    // once mapped; the test takes the same object from init, which keeps it for the next
+    // incarnation.)
+    let window = std::fs::read_dir(format!("/proc/{}/fd", stack.init_pid()))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            std::fs::read_link(path).is_ok_and(|l| l.to_string_lossy().contains("tpmd-window"))
+        })
+        .expect("init keeps tpmd's window");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&window)
+        .unwrap();
+    assert!(file.set_len(0).is_err(), "the window could be truncated");
+    assert!(file.set_len(1 << 30).is_err(), "the window could grow");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xA5; 4096], 0).unwrap();
+    drop(file);
+    let startup = stack.teectl(&["tpm", "startup"]);
+    let random = stack.teectl(&["tpm", "getrandom", "8"]);
+    assert!(startup.status.success() && random.status.success());
+    let status = stack.status();
+    for kind in [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd] {
+        assert_eq!(status.server(kind).generation, 1, "{kind:?} restarted");
+    }
+}

@@ -18,7 +18,7 @@ use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tee_proto::grants::TeedGrants;
+use tee_proto::grants::{Grant, GrantError, TeedGrants};
 use tee_proto::lifecycle::{ClientId, InitRequest, RamWindow, ServerKind};
 use tee_proto::teed::TeedResponse;
 use tee_proto::{accept_request, Frame, Generation, Incoming, Interface, LifecycleInterface};
@@ -65,15 +65,29 @@ impl Handler for TeedShell {
             .set_read_timeout(Some(CONDUIT_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(CONDUIT_TIMEOUT)))
             .map_err(StartError::grant("conduit"))?;
-        let ram = map_ram(grants.ram)?;
+        let mut ram = map_ram(grants.ram)?;
         if let InitRequest::Hello {
             ram: frames,
             journal,
+            windows,
             ..
         } = hello.body
         {
             warn_outside_ram(&ram, "frame window", frames);
             warn_outside_ram(&ram, "journal", journal);
+            // teed sees each client's window where the secure world sees it: in place.
+            if let Some(granted) = &grants.windows {
+                for (kind, grant, fd) in [
+                    (ServerKind::Tpmd, Grant::TpmdWindow, &granted.tpmd),
+                    (ServerKind::Bnxtd, Grant::BnxtdWindow, &granted.bnxtd),
+                ] {
+                    // A window granted but not placed by Hello is one teed cannot use.
+                    let window = windows
+                        .of(kind)
+                        .ok_or(StartError::Grants(GrantError::Unexpected(grant)))?;
+                    ram.overlay(window.base, window.len, fd)?;
+                }
+            }
         }
         Ok(TeedShell {
             core: Teed::new(config, ram),
