@@ -1,9 +1,9 @@
 //! The host's state and how it carries out the supervisor's effects.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tee_proto::grants::{ClientGrants, Grants, TeedGrants};
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
@@ -12,18 +12,16 @@ use tee_proto::{Frame, Generation, Header};
 use tee_rt::endpoint::Endpoint;
 
 use crate::caps::{bind_fresh, Capabilities};
-use crate::control_state::{ActiveOp, PendingReply};
+use crate::control_conns::ControlConns;
+use crate::control_state::{ActiveOp, PendingReply, Transit};
 use crate::procs::{Received, ServerProcess};
-use crate::wire::SecureClient;
+use crate::secure_link::SecureLink;
 use crate::{HostConfig, HostError, StatePaths, SERVER_BINARIES};
-use teesys_init::{server_index, Effect, Notice, Supervisor, Transition, INIT_GENERATION, SERVERS};
+use teesys_init::{server_index, Effect, Notice, Supervisor, INIT_GENERATION, SERVERS};
 
 /// Request ids init uses for frames of its own (status queries, endpoint hand-outs), apart from
 /// the supervisor's, which count up from 1.
 const HOST_REQUEST_IDS: u32 = 0x8000_0000;
-
-/// How long a call to the secure world's control socket may take.
-const SECURE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `teectl down` asked for the stack to stop.
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,11 +39,14 @@ pub struct Host {
     pub(super) procs: [Option<ServerProcess>; 3],
     pub(super) started: Instant,
     pub(super) control: UnixListener,
-    /// Control connections waiting for their next request.
-    pub(super) idle_conns: Vec<UnixStream>,
+    /// Control connections, read without blocking.
+    pub(super) conns: ControlConns,
     pub(super) replies: Vec<PendingReply>,
     pub(super) op: Option<ActiveOp>,
-    secure: Option<SecureClient>,
+    /// Requests to the secure world's control socket.
+    pub(super) secure: SecureLink,
+    /// A transition waiting on the secure world before the next boot.
+    pub(super) transit: Option<Transit>,
     next_host_request_id: u32,
     pub(super) down: DownState,
     /// Socket inode of the conduit handed to the newest teed.
@@ -78,6 +79,8 @@ impl Host {
         }
         let caps = Capabilities::create(&config.paths, config.ram_size, config.swtpm)?;
         let control = bind_fresh(&config.paths.init_ctl())?;
+        control.set_nonblocking(true).map_err(HostError::Control)?;
+        let secure = SecureLink::new(config.paths.secure_ctl());
         Ok(Host {
             sup: Supervisor::new(config.init),
             paths: config.paths,
@@ -86,10 +89,11 @@ impl Host {
             procs: Default::default(),
             started: Instant::now(),
             control,
-            idle_conns: Vec::new(),
+            conns: ControlConns::new(),
             replies: Vec::new(),
             op: None,
-            secure: None,
+            secure,
+            transit: None,
             next_host_request_id: HOST_REQUEST_IDS,
             down: DownState::default(),
             conduit_inode: None,
@@ -114,39 +118,6 @@ impl Host {
             .map(|p| p.as_ref().map(ServerProcess::pid))
     }
 
-    /// The secure world's statistics, or `None` when its control socket does not answer.
-    pub(super) fn secure_stats(&mut self) -> Option<SecureStats> {
-        if self.secure.is_none() {
-            match SecureClient::connect(&self.paths.secure_ctl(), SECURE_CALL_TIMEOUT) {
-                Ok(client) => self.secure = Some(client),
-                Err(error) => {
-                    tracing::warn!(%error, "secure world control socket unreachable");
-                    return None;
-                }
-            }
-        }
-        let stats = self.secure.as_mut().map(SecureClient::stats)?;
-        match stats {
-            Ok(stats) => Some(stats),
-            Err(error) => {
-                tracing::warn!(%error, "secure world statistics unavailable");
-                self.secure = None;
-                None
-            }
-        }
-    }
-
-    /// Machine reset: the secure world restarts with the SoC.
-    fn reset_secure_world(&mut self) {
-        self.secure = None;
-        let reset = SecureClient::connect(&self.paths.secure_ctl(), SECURE_CALL_TIMEOUT)
-            .and_then(|mut client| client.reset());
-        match reset {
-            Ok(()) => tracing::info!("secure world reset"),
-            Err(error) => tracing::error!(%error, "secure world reset failed; booting anyway"),
-        }
-    }
-
     /// Carries out every queued effect (effects may queue more).
     pub(super) fn drain_effects(&mut self) {
         while let Some(effect) = self.sup.poll() {
@@ -155,7 +126,7 @@ impl Host {
                 Effect::Start { server, generation } => self.start(now, server, generation),
                 Effect::Stop { server } => self.stop(server),
                 Effect::Send { server, frame } => self.send_lifecycle(server, frame),
-                Effect::Transition(transition) => self.transition(now, transition),
+                Effect::Transition(transition) => self.transition(transition),
                 Effect::Booted(summary) => tracing::info!(
                     boot_id = summary.boot.boot_id,
                     kind = ?summary.boot.kind,
@@ -183,33 +154,11 @@ impl Host {
         }
     }
 
-    fn stop(&mut self, server: ServerKind) {
+    pub(super) fn stop(&mut self, server: ServerKind) {
         if let Some(process) = self.procs[server_index(server)].take() {
             tracing::info!(?server, generation = process.generation, "stopping");
             reap(process);
         }
-    }
-
-    fn transition(&mut self, now: u64, transition: Transition) {
-        for kind in SERVERS {
-            self.stop(kind);
-        }
-        self.left_at_transition = self.secure_stats();
-        if self.down.requested {
-            tracing::info!("normal world down; not booting again");
-            self.down.finished = true;
-            return;
-        }
-        let next = match transition {
-            Transition::Kexec => BootKind::Kexec,
-            Transition::EnterCrashKernel => BootKind::CrashKernel,
-            Transition::Reset => {
-                self.reset_secure_world();
-                BootKind::Reset
-            }
-        };
-        tracing::info!(?transition, "transition");
-        self.sup.boot(now, next);
     }
 
     /// Delivers a supervisor frame, with the capabilities a `Hello` implies.
