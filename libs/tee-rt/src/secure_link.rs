@@ -3,8 +3,11 @@
 //!
 //! The channel is an inherited seqpacket endpoint (the launcher handed the other end to the
 //! secure world), never a path, so no other process can ask for a conduit or reset the machine.
-//! Every call is bounded: init waits at most [`CALL_DEADLINE`] for the answer, and a late answer
-//! to an earlier call is recognised by its request id and dropped.
+//! Two ways to use it, on the same channel: [`SecureLink::call`] waits, bounded by
+//! [`CALL_DEADLINE`], for its own answer (a conduit, a window); [`SecureLink::send`] and
+//! [`SecureLink::try_recv`] let a requester that must never block (init's event loop) poll for
+//! answers instead. Answers are matched by request id; one that arrives while a `call` waits
+//! for another is kept for `try_recv`, and one nobody waits for any more is the caller's to drop.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -43,18 +46,86 @@ pub enum LinkError {
     Conduit(#[source] std::io::Error),
 }
 
-/// init's end of the control channel.
+/// One answer from the secure world, with what came attached.
+#[derive(Debug)]
+pub struct Answer {
+    pub id: u32,
+    pub response: SecureResponse,
+    pub attached: Vec<OwnedFd>,
+}
+
+/// The requester's end of the control channel.
 #[derive(Debug)]
 pub struct SecureLink {
     endpoint: Endpoint,
     next_id: u32,
+    /// Answers that arrived while a `call` waited for another.
+    kept: std::collections::VecDeque<Answer>,
 }
 
 impl SecureLink {
+    /// Wraps the endpoint (made non-blocking: every wait here is a poll with a deadline).
     pub fn new(endpoint: Endpoint) -> SecureLink {
+        if let Err(error) = endpoint.set_nonblocking(true) {
+            tracing::warn!(%error, "control channel stays blocking");
+        }
         SecureLink {
             endpoint,
             next_id: 1,
+            kept: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The channel, to poll for answers.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.endpoint.as_fd()
+    }
+
+    /// Sends `request` (with `attached`) without waiting; returns its request id.
+    pub fn send(
+        &mut self,
+        request: SecureRequest,
+        attached: Option<&OwnedFd>,
+    ) -> Result<u32, LinkError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let frame = Frame {
+            header: Header::new(REQUESTER_GENERATION, 0, id),
+            body: request,
+        };
+        let attached: Vec<_> = attached.iter().map(|fd| fd.as_fd()).collect();
+        match self.endpoint.send_frame(&frame, &attached) {
+            Ok(()) => Ok(id),
+            Err(EndpointError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                Err(LinkError::Closed)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The next answer that has arrived, without waiting; `Ok(None)` when there is none yet.
+    pub fn try_recv(&mut self) -> Result<Option<Answer>, LinkError> {
+        if let Some(answer) = self.kept.pop_front() {
+            return Ok(Some(answer));
+        }
+        let mut buf = vec![0u8; FRAME_MAX];
+        loop {
+            let (len, attached) = match self.endpoint.recv(&mut buf) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return Err(LinkError::Closed),
+                Err(error) if error.is_would_block() => return Ok(None),
+                Err(error) => return Err(error.into()),
+            };
+            match tee_proto::decode::<SecureResponse>(&buf[..len]) {
+                Ok(frame) => {
+                    return Ok(Some(Answer {
+                        id: frame.header.request_id,
+                        response: frame.body,
+                        attached,
+                    }))
+                }
+                Err(error) => tracing::warn!(%error, "undecodable control answer dropped"),
+            }
         }
     }
 
@@ -106,60 +177,49 @@ impl SecureLink {
         self.call_with(request, None)
     }
 
-    /// [`SecureLink::call`] with a descriptor attached to the request.
-    fn call_with(
+    /// [`SecureLink::call`] with a descriptor attached to the request. Other answers that
+    /// arrive meanwhile are kept for [`SecureLink::try_recv`].
+    pub fn call_with(
         &mut self,
         request: SecureRequest,
         attached: Option<&OwnedFd>,
     ) -> Result<(SecureResponse, Vec<OwnedFd>), LinkError> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        let frame = Frame {
-            header: Header::new(REQUESTER_GENERATION, 0, id),
-            body: request,
-        };
-        let attached: Vec<_> = attached.iter().map(|fd| fd.as_fd()).collect();
-        match self.endpoint.send_frame(&frame, &attached) {
-            Ok(()) => {}
-            Err(EndpointError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
-                return Err(LinkError::Closed)
-            }
-            Err(error) => return Err(error.into()),
-        }
+        let id = self.send(request, attached)?;
         let deadline = Instant::now() + CALL_DEADLINE;
-        let mut buf = vec![0u8; FRAME_MAX];
-        loop {
+        let mut others = Vec::new();
+        let result = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(LinkError::Timeout(CALL_DEADLINE));
+                break Err(LinkError::Timeout(CALL_DEADLINE));
             }
             let ready = {
                 let mut set = PollSet::new();
                 set.register(self.endpoint.as_fd(), Token(0), Interest::READABLE);
-                set.wait(Some(left)).map_err(LinkError::Poll)?
+                set.wait(Some(left)).map_err(LinkError::Poll)
             };
-            if ready.is_empty() {
-                continue;
+            match ready {
+                Ok(ready) if ready.is_empty() => continue,
+                Ok(_) => {}
+                Err(error) => break Err(error),
             }
-            let (len, fds) = match self.endpoint.recv(&mut buf) {
-                Ok(Some(packet)) => packet,
-                Ok(None) => return Err(LinkError::Closed),
-                Err(error) if error.is_would_block() => continue,
-                Err(error) => return Err(error.into()),
-            };
-            match tee_proto::decode::<SecureResponse>(&buf[..len]) {
-                Ok(answer) if answer.header.request_id == id => {
-                    return match answer.body {
+            // Only fresh packets here: what was kept before belongs to try_recv's callers.
+            let kept = std::mem::take(&mut self.kept);
+            let got = self.try_recv();
+            self.kept = kept;
+            match got {
+                Ok(Some(answer)) if answer.id == id => {
+                    break match answer.response {
                         SecureResponse::Error(error) => Err(LinkError::Refused(error)),
-                        body => Ok((body, fds)),
+                        body => Ok((body, answer.attached)),
                     };
                 }
-                Ok(late) => {
-                    tracing::debug!(id = late.header.request_id, "late control answer dropped")
-                }
-                Err(error) => tracing::warn!(%error, "undecodable control answer dropped"),
+                Ok(Some(other)) => others.push(other),
+                Ok(None) => {}
+                Err(error) => break Err(error),
             }
-        }
+        };
+        self.kept.extend(others);
+        result
     }
 }
 

@@ -16,6 +16,9 @@ use tee_proto::{Frame, ProtoError, FRAME_MAX};
 
 use crate::framing::FRAME_HEADER_BYTES;
 
+pub mod slots;
+pub mod turns;
+
 /// Most bytes taken from one connection per readiness, so one busy consumer cannot starve
 /// the others.
 pub const READ_BUDGET: usize = 64 * 1024;
@@ -193,6 +196,11 @@ impl FramedStream {
     /// Whether queued bytes wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
         self.pending() > 0
+    }
+
+    /// Queued bytes not written yet.
+    pub fn unsent_bytes(&self) -> usize {
+        self.pending()
     }
 
     fn pending(&self) -> usize {

@@ -6,6 +6,7 @@
 use std::os::fd::OwnedFd;
 use std::vec::Vec;
 
+use crate::config::Millis;
 use crate::ConsumerId;
 use tee_proto::grants::SwtpmGrants;
 use tee_proto::{Frame, Interface};
@@ -26,14 +27,21 @@ pub trait FrontEnd<I: Interface> {
     fn register<'a>(&'a self, set: &mut PollSet<'a>);
     /// Whether `token` is one of the front-end's.
     fn owns(&self, token: Token) -> bool;
-    /// One of its descriptors is ready.
-    fn on_ready(&mut self, readiness: &Readiness);
+    /// One of its descriptors is ready, at `now` (the shell's clock).
+    fn on_ready(&mut self, now: Millis, readiness: &Readiness);
     /// Whether answers for `consumer` go to the front-end.
     fn owns_consumer(&self, consumer: ConsumerId) -> bool;
     /// The core's answer for one of its consumers.
-    fn answer(&mut self, consumer: ConsumerId, frame: &Frame<I::Response>);
+    fn answer(&mut self, now: Millis, consumer: ConsumerId, frame: &Frame<I::Response>);
     /// What accumulated for the core since the last call.
     fn take_inbound(&mut self) -> FrontEndInbound<I::Request>;
+    /// The front-end's earliest deadline (a connection idle or stalled too long).
+    fn poll_timeout(&self) -> Option<Millis> {
+        None
+    }
+    /// Time has reached `now`: drop the connections past their deadline (reported as gone
+    /// through [`FrontEnd::take_inbound`]).
+    fn on_timeout(&mut self, _now: Millis) {}
 }
 
 /// No front-end: swtpm listeners, if granted, are closed.
@@ -57,13 +65,13 @@ impl<I: Interface> FrontEnd<I> for NoFrontEnd {
         false
     }
 
-    fn on_ready(&mut self, _readiness: &Readiness) {}
+    fn on_ready(&mut self, _now: Millis, _readiness: &Readiness) {}
 
     fn owns_consumer(&self, _consumer: ConsumerId) -> bool {
         false
     }
 
-    fn answer(&mut self, _consumer: ConsumerId, _frame: &Frame<I::Response>) {}
+    fn answer(&mut self, _now: Millis, _consumer: ConsumerId, _frame: &Frame<I::Response>) {}
 
     fn take_inbound(&mut self) -> FrontEndInbound<I::Request> {
         FrontEndInbound {

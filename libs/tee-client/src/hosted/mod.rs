@@ -125,7 +125,14 @@ where
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        self.core.poll_timeout()
+        [
+            self.core.poll_timeout(),
+            self.consumers.next_deadline(),
+            self.front_end.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_init(&mut self, io: &Io<'_>, frame: Frame<InitRequest>, attached: Vec<OwnedFd>) {
@@ -145,7 +152,15 @@ where
     }
 
     fn on_timeout(&mut self, io: &Io<'_>) {
-        self.core.handle_timeout(io.now(), &mut self.ram);
+        let now = io.now();
+        if self.core.poll_timeout().is_some_and(|at| at <= now) {
+            self.core.handle_timeout(now, &mut self.ram);
+        }
+        for consumer in self.consumers.expire(now) {
+            self.core.consumer_gone(consumer);
+        }
+        self.front_end.on_timeout(now);
+        self.take_front_end_inbound(io);
         self.carry_out(io);
     }
 
@@ -161,14 +176,18 @@ where
         match readiness.token {
             TEED => self.on_teed(io),
             token if self.front_end.owns(token) => {
-                self.front_end.on_ready(readiness);
+                self.front_end.on_ready(io.now(), readiness);
                 self.take_front_end_inbound(io);
             }
             token => match Consumers::classify(token) {
-                Some(ConsumerToken::Listener(index)) => self.consumers.accept(index),
+                Some(ConsumerToken::Listener(index)) => {
+                    for evicted in self.consumers.accept(io.now(), index) {
+                        self.core.consumer_gone(evicted);
+                    }
+                }
                 Some(ConsumerToken::Connection(id)) => {
                     if readiness.writable {
-                        self.flush_consumer(id);
+                        self.flush_consumer(io, id);
                     }
                     if readiness.should_read() {
                         self.on_consumer(io, id);
@@ -217,50 +236,49 @@ impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
         }
     }
 
-    /// Reads what consumer `id` sent and hands every whole frame to the core.
+    /// Reads what consumer `id` sent; the frame whose turn it is goes to the core, the rest
+    /// wait their turn. The effects it causes are left to the caller's `carry_out`.
     fn on_consumer(&mut self, io: &Io<'_>, id: ConsumerId) {
-        let Some(connection) = self.consumers.connection(id) else {
-            return;
-        };
-        let mut frames = Vec::new();
-        let mut failed = connection.fill().err();
-        while failed.is_none() {
-            match connection.next_frame() {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
-                Err(error) => failed = Some(error),
+        let received = self.consumers.receive(io.now(), id);
+        for bytes in received.to_core {
+            self.submit(io, id, bytes);
+        }
+        match received.ended {
+            None => {}
+            Some(Some(error)) => {
+                tracing::warn!(consumer = id.0, %error, "consumer connection dropped");
+                self.forget_consumer(id);
+            }
+            Some(None) => {
+                tracing::debug!(consumer = id.0, "consumer disconnected");
+                self.forget_consumer(id);
             }
         }
-        let closed = connection.is_peer_closed();
-        for bytes in frames {
+    }
+
+    /// Hands a consumer's frame to the core; a frame the shell answers (or drops) itself ends
+    /// the consumer's turn at once, and its next waiting frame follows.
+    fn submit(&mut self, io: &Io<'_>, id: ConsumerId, bytes: Vec<u8>) {
+        let mut next = Some(bytes);
+        while let Some(bytes) = next.take() {
             match accept_request::<S::Interface>(&bytes, self.core.generation()) {
                 Incoming::Request(frame) => {
                     self.core
                         .handle_consumer(io.now(), &mut self.ram, id, frame);
                 }
-                Incoming::Answer(answer) => self.answer_consumer(id, &answer),
+                Incoming::Answer(answer) => next = self.answer_consumer(io, id, &answer),
                 Incoming::Drop(error) => {
                     tracing::warn!(consumer = id.0, %error, "undecodable consumer frame dropped");
+                    next = self.consumers.pass(io.now(), id);
                 }
             }
-            self.carry_out(io);
-        }
-        if let Some(error) = failed {
-            tracing::warn!(consumer = id.0, %error, "consumer connection dropped");
-            self.forget_consumer(id);
-        } else if closed {
-            tracing::debug!(consumer = id.0, "consumer disconnected");
-            self.forget_consumer(id);
         }
     }
 
-    fn flush_consumer(&mut self, id: ConsumerId) {
-        let Some(connection) = self.consumers.connection(id) else {
-            return;
-        };
-        if let Err(error) = connection.flush() {
+    fn flush_consumer(&mut self, io: &Io<'_>, id: ConsumerId) {
+        if let Err(error) = self.consumers.flush(io.now(), id) {
             tracing::warn!(consumer = id.0, %error, "consumer connection dropped");
-            self.forget_consumer(id);
+            self.core.consumer_gone(id);
         }
     }
 
@@ -269,18 +287,28 @@ impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
         self.core.consumer_gone(id);
     }
 
-    fn answer_consumer(&mut self, id: ConsumerId, frame: &Frame<ResponseOf<S>>) {
+    /// Sends an answer; returns the consumer's next frame whose turn came with it.
+    fn answer_consumer(
+        &mut self,
+        io: &Io<'_>,
+        id: ConsumerId,
+        frame: &Frame<ResponseOf<S>>,
+    ) -> Option<Vec<u8>> {
         let mut buf = [0u8; FRAME_MAX];
         let sent = match tee_proto::encode(frame, &mut buf) {
-            Ok(encoded) => self.consumers.answer(id, encoded),
+            Ok(encoded) => self.consumers.answer(io.now(), id, encoded),
             Err(error) => {
                 tracing::error!(%error, "consumer answer could not be encoded");
-                return;
+                return self.consumers.pass(io.now(), id);
             }
         };
-        if let Err(error) = sent {
-            tracing::warn!(consumer = id.0, %error, "consumer connection dropped");
-            self.core.consumer_gone(id);
+        match sent {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(consumer = id.0, %error, "consumer connection dropped");
+                self.core.consumer_gone(id);
+                None
+            }
         }
     }
 
@@ -313,10 +341,16 @@ impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
                 Effect::ToConsumer { consumer, frame }
                     if self.front_end.owns_consumer(consumer) =>
                 {
-                    self.front_end.answer(consumer, &frame);
+                    self.front_end.answer(io.now(), consumer, &frame);
                     self.take_front_end_inbound(io);
                 }
-                Effect::ToConsumer { consumer, frame } => self.answer_consumer(consumer, &frame),
+                Effect::ToConsumer { consumer, frame } => {
+                    if let Some(next) = self.answer_consumer(io, consumer, &frame) {
+                        self.submit(io, consumer, next);
+                    }
+                    // Its turn ended: frames it sent meanwhile may already be buffered.
+                    self.on_consumer(io, consumer);
+                }
             }
         }
     }

@@ -1,57 +1,43 @@
 //! init's side of `init.ctl`: operator requests in, status and operation reports out.
 //!
-//! A request is read whole (teectl writes a frame at once; a short read timeout keeps a stuck
-//! peer from holding init). Operations run through the supervisor like any other input; their
-//! reply waits until [`PendingOp::check`] says they ran their course. Every reply carries a
-//! fresh status, for which live servers are asked what they hold (`Status`, with a short
-//! deadline: a server that does not answer shows no holdings).
-
-use std::os::unix::net::UnixStream;
+//! A request is taken once its frame is whole ([`crate::control_conns`]: read without
+//! blocking, one deadline per frame). Operations run through the supervisor like any other
+//! input; their reply waits until [`PendingOp::check`] says they ran their course. Every reply
+//! carries a fresh status, for which live servers are asked what they hold (`Status`) and the
+//! secure world what it holds (`Stats`), all with a short deadline: what does not answer in
+//! time shows as unknown.
 
 use tee_proto::control::{ControlInterface, ControlResponse, OpKind, OpReport};
 use tee_proto::lifecycle::{InitRequest, ServerStatus};
-use tee_proto::{accept_request, Frame, Header, Incoming, WireError, FRAME_MAX};
-use tee_rt::framing::{read_frame, FrameError};
+use tee_proto::secure::{SecureRequest, SecureResponse};
+use tee_proto::{accept_request, Frame, Header, Incoming, WireError};
 
+use crate::control_conns::{ConnId, Read};
 use crate::control_state::{
-    op_kind, ActiveOp, PendingReply, ReplyBody, StatusQuery, CONTROL_GENERATION,
-    CONTROL_IO_TIMEOUT, STATUS_QUERY_MS,
+    op_kind, ActiveOp, PendingReply, ReplyBody, SecureQuery, StatusQuery, CONTROL_GENERATION,
+    STATUS_QUERY_MS,
 };
 use crate::ops::PendingOp;
+use crate::secure_link::SecureAnswer;
 use crate::shell::Host;
 use crate::status::{holdings, shutdown_summary, stack_status, HostFacts};
-use crate::wire::send_frame;
 use teesys_init::view::{Phase, SupervisedState};
 use teesys_init::{server_index, INIT_GENERATION, SERVERS};
 
 impl Host {
-    /// A new teectl connection.
+    /// New teectl connections.
     pub(super) fn accept_control(&mut self) {
-        match self.control.accept() {
-            Ok((conn, _)) => {
-                let timeouts = conn
-                    .set_read_timeout(Some(CONTROL_IO_TIMEOUT))
-                    .and_then(|()| conn.set_write_timeout(Some(CONTROL_IO_TIMEOUT)));
-                match timeouts {
-                    Ok(()) => self.idle_conns.push(conn),
-                    Err(error) => tracing::warn!(%error, "control connection dropped"),
-                }
-            }
-            Err(error) => tracing::warn!(%error, "control accept failed"),
-        }
+        let now = self.now();
+        self.conns.accept(now, &self.control);
     }
 
-    /// A control connection is readable: one request (or its end).
-    pub(super) fn serve_control(&mut self, mut conn: UnixStream) {
-        let mut buf = Vec::new();
-        match read_frame(&mut conn, &mut buf, FRAME_MAX) {
-            Ok(()) => {}
-            Err(FrameError::Closed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "control connection dropped");
-                return;
-            }
-        }
+    /// A control connection is readable: a request once its frame is whole.
+    pub(super) fn serve_control(&mut self, conn: ConnId) {
+        let now = self.now();
+        let buf = match self.conns.receive(now, conn) {
+            Read::Frame(buf) => buf,
+            Read::Nothing | Read::Gone => return,
+        };
         let frame = match accept_request::<ControlInterface>(&buf, CONTROL_GENERATION) {
             Incoming::Request(frame) => frame,
             Incoming::Answer(answer) => {
@@ -60,6 +46,7 @@ impl Host {
             }
             Incoming::Drop(error) => {
                 tracing::warn!(%error, "undecodable control frame; connection dropped");
+                self.conns.remove(conn);
                 return;
             }
         };
@@ -166,7 +153,7 @@ impl Host {
     }
 
     /// Asks every live server what it holds; the reply goes out when all answered.
-    fn begin_reply(&mut self, conn: UnixStream, request: Header, body: ReplyBody) {
+    fn begin_reply(&mut self, conn: ConnId, request: Header, body: ReplyBody) {
         let mut ids = [None; 3];
         for kind in SERVERS {
             let Some(generation) = self.live(kind).map(|process| process.generation) else {
@@ -183,9 +170,14 @@ impl Host {
                 }
             }
         }
+        let secure = match self.ask_secure(SecureRequest::Stats, STATUS_QUERY_MS) {
+            Some(id) => SecureQuery::Asked(id),
+            None => SecureQuery::Done(None),
+        };
         let query = StatusQuery {
             ids,
             holds: [None; 3],
+            secure,
             deadline: self.now().saturating_add(STATUS_QUERY_MS),
         };
         self.replies.push(PendingReply {
@@ -213,6 +205,23 @@ impl Host {
         matched
     }
 
+    /// The secure world's answer to a reply's `Stats` (or its failure).
+    pub(super) fn record_secure(&mut self, request_id: u32, answer: SecureAnswer) {
+        let stats = match answer {
+            SecureAnswer::Answered(SecureResponse::Stats(stats)) => Some(stats),
+            SecureAnswer::Answered(other) => {
+                tracing::warn!(?other, "secure world statistics refused");
+                None
+            }
+            SecureAnswer::Failed => None,
+        };
+        for reply in &mut self.replies {
+            if reply.query.secure == SecureQuery::Asked(request_id) {
+                reply.query.secure = SecureQuery::Done(stats);
+            }
+        }
+    }
+
     /// Sends every reply whose status is complete.
     pub(super) fn progress_replies(&mut self) {
         let now = self.now();
@@ -226,7 +235,7 @@ impl Host {
             let facts = HostFacts {
                 pids: self.pids(),
                 holds: reply.query.holds,
-                secure: self.secure_stats(),
+                secure: reply.query.secure_stats(),
                 uptime_ms: now,
                 conduit_inode: self.conduit_inode,
             };
@@ -265,11 +274,9 @@ impl Host {
         replies.chain(op).min()
     }
 
-    /// Writes an answer and keeps the connection for the next request.
-    fn write_reply(&mut self, mut conn: UnixStream, frame: Frame<ControlResponse>) {
-        match send_frame(&mut conn, &frame) {
-            Ok(()) => self.idle_conns.push(conn),
-            Err(error) => tracing::warn!(%error, "control reply not delivered"),
-        }
+    /// Writes an answer; the connection may then send its next request.
+    fn write_reply(&mut self, conn: ConnId, frame: Frame<ControlResponse>) {
+        let now = self.now();
+        self.conns.reply(now, conn, &frame);
     }
 }

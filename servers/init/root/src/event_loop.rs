@@ -1,11 +1,13 @@
-//! The one loop of the host: `poll(2)` over the control socket, idle control connections and
-//! lifecycle endpoints, with the supervisor's next deadline as the timeout.
+//! The one loop of the host: `poll(2)` over the control socket and its connections, the
+//! lifecycle endpoints and the secure world's control connection, with the earliest deadline
+//! (the supervisor's, a reply's, a connection's, a secure-world request's) as the timeout.
 
 use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::control_conns::ConnId;
 use crate::shell::Host;
 use crate::HostError;
 
@@ -19,8 +21,16 @@ const REAP_SOON_MS: u64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
     ControlListener,
-    ControlConn(usize),
+    ControlConn(ConnId),
     Lifecycle(usize),
+    Secure,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    token: Token,
+    readable: bool,
+    writable: bool,
 }
 
 impl Host {
@@ -32,7 +42,11 @@ impl Host {
             self.drain_effects();
             self.progress_op();
             self.progress_replies();
-            if self.down.finished && self.op.is_none() && self.replies.is_empty() {
+            if self.down.finished
+                && self.op.is_none()
+                && self.replies.is_empty()
+                && !self.conns.wants_write()
+            {
                 break;
             }
             let timeout = self.wait_ms();
@@ -46,6 +60,9 @@ impl Host {
             self.dispatch(&ready);
             self.reap_exited();
             let now = self.now();
+            self.conns.expire(now);
+            let failed = self.secure.expire(now);
+            self.on_secure_answers(failed);
             if self.sup.poll_timeout().is_some_and(|at| at <= now) {
                 self.sup.handle_timeout(now);
             }
@@ -57,31 +74,49 @@ impl Host {
 
     /// How long the next poll may sleep.
     fn wait_ms(&self) -> u64 {
+        if self.conns.has_resumable() {
+            return 0;
+        }
         let now = self.now();
         let reap = if self.procs.iter().flatten().any(|p| p.hung_up) {
             REAP_SOON_MS
         } else {
             REAP_INTERVAL_MS
         };
-        [self.sup.poll_timeout(), self.control_deadline()]
-            .into_iter()
-            .flatten()
-            .map(|at| at.saturating_sub(now))
-            .fold(reap, u64::min)
+        [
+            self.sup.poll_timeout(),
+            self.control_deadline(),
+            self.conns.next_deadline(),
+            self.secure.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|at| at.saturating_sub(now))
+        .fold(reap, u64::min)
     }
 
-    fn wait(&self, timeout_ms: u64) -> Result<Vec<Token>, HostError> {
+    fn wait(&self, timeout_ms: u64) -> Result<Vec<Ready>, HostError> {
+        let flags = |read: bool, write: bool| {
+            let mut flags = PollFlags::empty();
+            flags.set(PollFlags::POLLIN, read);
+            flags.set(PollFlags::POLLOUT, write);
+            flags
+        };
         let mut tokens = vec![Token::ControlListener];
         let mut fds = vec![PollFd::new(self.control.as_fd(), PollFlags::POLLIN)];
-        for (index, conn) in self.idle_conns.iter().enumerate() {
-            tokens.push(Token::ControlConn(index));
-            fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+        for (id, fd, read, write) in self.conns.poll_entries() {
+            tokens.push(Token::ControlConn(id));
+            fds.push(PollFd::new(fd, flags(read, write)));
         }
         for (index, process) in self.procs.iter().enumerate() {
             if let Some(process) = process.as_ref().filter(|p| !p.hung_up) {
                 tokens.push(Token::Lifecycle(index));
                 fds.push(PollFd::new(process.lifecycle_fd(), PollFlags::POLLIN));
             }
+        }
+        if let Some((fd, write)) = self.secure.poll_entry() {
+            tokens.push(Token::Secure);
+            fds.push(PollFd::new(fd, flags(true, write)));
         }
         let timeout = PollTimeout::from(u16::try_from(timeout_ms).unwrap_or(u16::MAX));
         match poll(&mut fds, timeout) {
@@ -92,35 +127,51 @@ impl Host {
         Ok(tokens
             .into_iter()
             .zip(&fds)
-            .filter(|(_, fd)| fd.revents().is_some_and(|events| !events.is_empty()))
-            .map(|(token, _)| token)
+            .filter_map(|(token, fd)| {
+                let events = fd.revents().filter(|events| !events.is_empty())?;
+                // A hang-up or an error shows on read.
+                let readable = events.intersects(
+                    PollFlags::POLLIN
+                        | PollFlags::POLLHUP
+                        | PollFlags::POLLERR
+                        | PollFlags::POLLNVAL,
+                );
+                Some(Ready {
+                    token,
+                    readable,
+                    writable: events.contains(PollFlags::POLLOUT),
+                })
+            })
             .collect())
     }
 
-    fn dispatch(&mut self, ready: &[Token]) {
-        // Ready connections leave the idle list first (highest index first keeps the others'
-        // indices valid); each goes back after its answer.
-        let mut conn_indices: Vec<usize> = ready
-            .iter()
-            .filter_map(|token| match token {
-                Token::ControlConn(index) => Some(*index),
-                _ => None,
-            })
-            .collect();
-        conn_indices.sort_unstable_by(|a, b| b.cmp(a));
-        let conns: Vec<_> = conn_indices
-            .into_iter()
-            .map(|index| self.idle_conns.swap_remove(index))
-            .collect();
-        for token in ready {
-            match token {
+    fn dispatch(&mut self, ready: &[Ready]) {
+        for ready in ready {
+            match ready.token {
                 Token::ControlListener => self.accept_control(),
-                Token::Lifecycle(index) => self.receive_lifecycle(*index),
+                Token::Lifecycle(index) => self.receive_lifecycle(index),
+                Token::Secure => {
+                    let answers = self.secure.on_ready();
+                    self.on_secure_answers(answers);
+                }
                 Token::ControlConn(_) => {}
             }
         }
-        for conn in conns {
-            self.serve_control(conn);
+        for ready in ready {
+            let Token::ControlConn(id) = ready.token else {
+                continue;
+            };
+            if ready.writable {
+                let now = self.now();
+                self.conns.flush(now, id);
+            }
+            if ready.readable {
+                self.serve_control(id);
+                self.drain_effects();
+            }
+        }
+        while let Some(id) = self.conns.take_resumable() {
+            self.serve_control(id);
             self.drain_effects();
         }
     }

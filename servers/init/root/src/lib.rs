@@ -14,17 +14,22 @@
 //!   latest every poll interval, and reported per incarnation.
 //! * teectl talks to init over `init.ctl` ([`tee_proto::control`]).
 //!
-//! Everything runs on one thread around `poll(2)`; nothing blocks on a server.
+//! Everything runs on one thread around `poll(2)`; nothing blocks on a peer: control frames
+//! are read without blocking with one deadline per frame, and the secure world's statistics
+//! and reset are asynchronous requests with deadlines.
 
 mod caps;
+mod control_conns;
 mod control_server;
 mod control_state;
 mod event_loop;
 mod ops;
 pub mod paths;
 mod procs;
+mod secure_link;
 mod shell;
 pub mod status;
+mod transit;
 pub mod wire;
 
 use std::io;
@@ -66,6 +71,8 @@ pub enum HostError {
     SecureWorld(#[source] tee_rt::secure_link::LinkError),
     #[error("poll failed: {0}")]
     Poll(io::Error),
+    #[error("control socket unusable: {0}")]
+    Control(io::Error),
 }
 
 /// How to run the hosted stack.

@@ -1,7 +1,7 @@
 //! The host's state and how it carries out the supervisor's effects.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,11 +12,12 @@ use tee_proto::{Frame, Generation, Header};
 use tee_rt::endpoint::Endpoint;
 
 use crate::caps::{bind_fresh, Capabilities};
-use crate::control_state::{ActiveOp, PendingReply};
+use crate::control_conns::ControlConns;
+use crate::control_state::{ActiveOp, PendingReply, Transit};
 use crate::procs::{Received, ServerProcess};
+use crate::secure_link::SecureLink;
 use crate::{HostConfig, HostError, StatePaths, SERVER_BINARIES};
-use tee_rt::secure_link::SecureLink;
-use teesys_init::{server_index, Effect, Notice, Supervisor, Transition, INIT_GENERATION, SERVERS};
+use teesys_init::{server_index, Effect, Notice, Supervisor, INIT_GENERATION, SERVERS};
 
 /// Request ids init uses for frames of its own (status queries, endpoint hand-outs), apart from
 /// the supervisor's, which count up from 1.
@@ -38,12 +39,14 @@ pub struct Host {
     pub(super) procs: [Option<ServerProcess>; 3],
     pub(super) started: Instant,
     pub(super) control: UnixListener,
-    /// Control connections waiting for their next request.
-    pub(super) idle_conns: Vec<UnixStream>,
+    /// Control connections, read without blocking.
+    pub(super) conns: ControlConns,
     pub(super) replies: Vec<PendingReply>,
     pub(super) op: Option<ActiveOp>,
     /// The control channel to the secure world (statistics, reset, conduits).
-    secure: SecureLink,
+    pub(super) secure: SecureLink,
+    /// A transition waiting on the secure world before the next boot.
+    pub(super) transit: Option<Transit>,
     next_host_request_id: u32,
     pub(super) down: DownState,
     /// Socket inode of the conduit handed to the newest teed.
@@ -87,10 +90,12 @@ impl Host {
             (config.init.windows.bnxtd, &caps.windows.bnxtd),
         ] {
             secure
+                .link()
                 .map_window(window.base, window.len, fd)
                 .map_err(HostError::SecureWorld)?;
         }
         let control = bind_fresh(&config.paths.init_ctl())?;
+        control.set_nonblocking(true).map_err(HostError::Control)?;
         Ok(Host {
             sup: Supervisor::new(config.init),
             paths: config.paths,
@@ -99,10 +104,11 @@ impl Host {
             procs: Default::default(),
             started: Instant::now(),
             control,
-            idle_conns: Vec::new(),
+            conns: ControlConns::new(),
             replies: Vec::new(),
             op: None,
             secure,
+            transit: None,
             next_host_request_id: HOST_REQUEST_IDS,
             down: DownState::default(),
             conduit_inode: None,
@@ -127,25 +133,6 @@ impl Host {
             .map(|p| p.as_ref().map(ServerProcess::pid))
     }
 
-    /// The secure world's statistics, or `None` when it does not answer.
-    pub(super) fn secure_stats(&mut self) -> Option<SecureStats> {
-        match self.secure.stats() {
-            Ok(stats) => Some(stats),
-            Err(error) => {
-                tracing::warn!(%error, "secure world statistics unavailable");
-                None
-            }
-        }
-    }
-
-    /// Machine reset: the secure world restarts with the SoC.
-    fn reset_secure_world(&mut self) {
-        match self.secure.reset() {
-            Ok(()) => tracing::info!("secure world reset"),
-            Err(error) => tracing::error!(%error, "secure world reset failed; booting anyway"),
-        }
-    }
-
     /// Carries out every queued effect (effects may queue more).
     pub(super) fn drain_effects(&mut self) {
         while let Some(effect) = self.sup.poll() {
@@ -154,7 +141,7 @@ impl Host {
                 Effect::Start { server, generation } => self.start(now, server, generation),
                 Effect::Stop { server } => self.stop(server),
                 Effect::Send { server, frame } => self.send_lifecycle(server, frame),
-                Effect::Transition(transition) => self.transition(now, transition),
+                Effect::Transition(transition) => self.transition(transition),
                 Effect::Booted(summary) => tracing::info!(
                     boot_id = summary.boot.boot_id,
                     kind = ?summary.boot.kind,
@@ -182,33 +169,11 @@ impl Host {
         }
     }
 
-    fn stop(&mut self, server: ServerKind) {
+    pub(super) fn stop(&mut self, server: ServerKind) {
         if let Some(process) = self.procs[server_index(server)].take() {
             tracing::info!(?server, generation = process.generation, "stopping");
             reap(process);
         }
-    }
-
-    fn transition(&mut self, now: u64, transition: Transition) {
-        for kind in SERVERS {
-            self.stop(kind);
-        }
-        self.left_at_transition = self.secure_stats();
-        if self.down.requested {
-            tracing::info!("normal world down; not booting again");
-            self.down.finished = true;
-            return;
-        }
-        let next = match transition {
-            Transition::Kexec => BootKind::Kexec,
-            Transition::EnterCrashKernel => BootKind::CrashKernel,
-            Transition::Reset => {
-                self.reset_secure_world();
-                BootKind::Reset
-            }
-        };
-        tracing::info!(?transition, "transition");
-        self.sup.boot(now, next);
     }
 
     /// Delivers a supervisor frame, with the capabilities a `Hello` implies.
@@ -234,7 +199,7 @@ impl Host {
     /// to the new teed.
     fn hello_teed(&mut self, frame: &Frame<InitRequest>) {
         let teed = server_index(ServerKind::Teed);
-        let conduit = match self.secure.new_conduit() {
+        let conduit = match self.secure.link().new_conduit() {
             Ok(conduit) => conduit,
             Err(error) => {
                 // Without the SMC capability this incarnation cannot probe; it fails its start

@@ -175,20 +175,23 @@ fn event_loop(mut front_end: SwtpmFrontEnd, mut backend: impl Backend, stop: &At
         for readiness in ready {
             assert!(SwtpmFrontEnd::owns(readiness.token));
             front_end.on_ready(&readiness);
-            let Inbound { requests, gone } = front_end.take_inbound();
-            for (consumer, frame) in requests {
-                assert!(SwtpmFrontEnd::owns_consumer(consumer));
-                backend.submit(consumer, frame);
-            }
-            for consumer in gone {
-                backend.consumer_gone(consumer);
-            }
-            for (consumer, frame) in backend.answers() {
-                front_end.answer(consumer, &frame);
-            }
-            // Answers can end connections too.
-            for consumer in front_end.take_inbound().gone {
-                backend.consumer_gone(consumer);
+            // Answers can end connections too, and let a connection's next command in.
+            loop {
+                let Inbound { requests, gone } = front_end.take_inbound();
+                for (consumer, frame) in requests {
+                    assert!(SwtpmFrontEnd::owns_consumer(consumer));
+                    backend.submit(consumer, frame);
+                }
+                for consumer in gone {
+                    backend.consumer_gone(consumer);
+                }
+                let answers = backend.answers();
+                if answers.is_empty() {
+                    break;
+                }
+                for (consumer, frame) in answers {
+                    front_end.answer(consumer, &frame);
+                }
             }
         }
     }

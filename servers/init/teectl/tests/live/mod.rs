@@ -22,13 +22,18 @@ pub struct LiveStack {
 impl LiveStack {
     /// A fresh stack in its own state directory, booted and settled.
     pub fn up(name: &str) -> LiveStack {
+        LiveStack::up_with(name, false)
+    }
+
+    /// [`LiveStack::up`], with tpmd's swtpm sockets too when `swtpm`.
+    pub fn up_with(name: &str, swtpm: bool) -> LiveStack {
         tee_test_support::hosted::ensure_stack_binaries();
         let dir: PathBuf =
             std::env::temp_dir().join(format!("teesys-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let paths = StatePaths::new(&dir);
         let (daemons, status) =
-            stack::up(&paths, RAM_SIZE, false, Duration::from_secs(60)).unwrap();
+            stack::up(&paths, RAM_SIZE, swtpm, Duration::from_secs(60)).unwrap();
         assert!(stack::settled(&status));
         LiveStack {
             paths,

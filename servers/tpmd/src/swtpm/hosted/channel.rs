@@ -10,9 +10,10 @@ use tracing::{debug, info};
 use super::socket::{Buffered, ReadOutcome};
 use crate::swtpm::{answer, ControlDecoder, ControlEvent, DataConnection, DataOutput, Ticket};
 
-/// Most commands of one data connection handed to tpmd and not yet answered; past it the
-/// connection is not read until answers go out (clients are lockstep; this only bounds a
-/// client that pipelines).
+/// Most commands of one data connection taken from its bytes and not yet answered (one in
+/// tpmd's core, the rest waiting their turn); past it the connection's bytes stay unframed and
+/// its socket unread until answers go out (clients are lockstep; this only bounds a client
+/// that pipelines).
 pub const MAX_AWAITING: usize = 16;
 
 /// Whether a connection has more to do.
@@ -29,6 +30,26 @@ pub struct DataChannel {
     socket: Buffered,
     connection: DataConnection,
     finished: bool,
+    /// Bytes received, and bytes of them that made commands: the difference is a command
+    /// still arriving (or waiting for room).
+    received: usize,
+    framed: usize,
+}
+
+/// Takes complete commands while the connection has room for them.
+fn take_commands(
+    connection: &mut DataConnection,
+    framed: &mut usize,
+    commands: &mut Vec<(Ticket, TpmRequest)>,
+) {
+    while connection.awaiting() < MAX_AWAITING {
+        let Some((ticket, request)) = connection.next_command() else {
+            return;
+        };
+        let TpmRequest::Command { bytes } = &request;
+        *framed = framed.saturating_add(bytes.len());
+        commands.push((ticket, request));
+    }
 }
 
 impl DataChannel {
@@ -37,23 +58,29 @@ impl DataChannel {
             socket,
             connection: DataConnection::new(),
             finished: false,
+            received: 0,
+            framed: 0,
         }
     }
 
-    /// Reads what arrived; every complete command goes to `commands` for tpmd.
+    /// Reads what arrived; every complete command there is room for goes to `commands` for
+    /// tpmd.
     pub fn on_readable(
         &mut self,
         commands: &mut Vec<(Ticket, TpmRequest)>,
     ) -> io::Result<Liveness> {
         let connection = &mut self.connection;
+        let framed = &mut self.framed;
+        let received = &mut self.received;
         let outcome = self.socket.read_chunks(|chunk| {
             connection.receive(chunk);
-            commands.extend(core::iter::from_fn(|| connection.next_command()));
+            *received = received.saturating_add(chunk.len());
+            take_commands(connection, framed, commands);
             connection.wants_input() && connection.awaiting() < MAX_AWAITING
         })?;
         if outcome == ReadOutcome::Closed {
             self.connection.input_closed();
-            commands.extend(core::iter::from_fn(|| self.connection.next_command()));
+            take_commands(&mut self.connection, &mut self.framed, commands);
         }
         if let Some(error) = self.connection.framing_error() {
             debug!(%error, "swtpm data: framing lost; answering TPM_RC_COMMAND_SIZE");
@@ -61,12 +88,30 @@ impl DataChannel {
         self.pump()
     }
 
-    /// tpmd's answer to the command with `ticket`.
-    pub fn on_answer(&mut self, ticket: Ticket, response: &TpmResponse) -> io::Result<Liveness> {
+    /// tpmd's answer to the command with `ticket`; commands that waited for room go to
+    /// `commands`.
+    pub fn on_answer(
+        &mut self,
+        ticket: Ticket,
+        response: &TpmResponse,
+        commands: &mut Vec<(Ticket, TpmRequest)>,
+    ) -> io::Result<Liveness> {
         if let Err(error) = self.connection.answer(ticket, response) {
             debug!(%error, "swtpm data: answer dropped");
         }
-        self.pump()
+        let liveness = self.pump();
+        take_commands(&mut self.connection, &mut self.framed, commands);
+        liveness
+    }
+
+    /// Commands taken and not answered yet.
+    pub fn awaiting(&self) -> usize {
+        self.connection.awaiting()
+    }
+
+    /// Whether bytes of a command not taken yet are held.
+    pub fn has_partial(&self) -> bool {
+        self.received > self.framed && self.connection.wants_input()
     }
 
     /// The socket became writable.
@@ -163,6 +208,11 @@ impl ControlChannel {
 
     pub fn wants_read(&self) -> bool {
         !self.closing
+    }
+
+    /// Whether part of a request has arrived.
+    pub fn has_partial(&self) -> bool {
+        self.decoder.is_mid_request()
     }
 
     pub fn wants_write(&self) -> bool {

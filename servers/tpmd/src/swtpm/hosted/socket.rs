@@ -187,6 +187,11 @@ impl Buffered {
         self.pending() > 0
     }
 
+    /// Queued bytes not written yet.
+    pub fn unsent(&self) -> usize {
+        self.pending()
+    }
+
     fn pending(&self) -> usize {
         self.outbound.len().saturating_sub(self.written)
     }
