@@ -112,6 +112,11 @@ impl UnixConduit {
     pub fn from_stream(stream: UnixStream) -> Self {
         Self { stream }
     }
+
+    /// The socket, to watch for the secure world hanging up between SMCs.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
+    }
 }
 
 impl SmcConduit for UnixConduit {

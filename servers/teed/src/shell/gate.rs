@@ -75,6 +75,16 @@ impl<C: SmcConduit> SmcGate<C> {
         self.broken
     }
 
+    /// The conduit itself (to watch it between SMCs).
+    pub fn conduit(&self) -> &C {
+        &self.conduit
+    }
+
+    /// The conduit was found dead between SMCs: refuse every further SMC.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// SMCs answered by the gate instead of the secure world.
     pub fn refused(&self) -> u64 {
         self.refused

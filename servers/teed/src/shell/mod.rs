@@ -34,6 +34,9 @@ use teed::{Effect, Teed, TeedConfig};
 use self::clients::ClientEndpoints;
 use self::gate::SmcGate;
 
+/// The conduit's poll token (the serve loop's is 0; clients' are far above).
+const CONDUIT: tee_rt::event::Token = tee_rt::event::Token(1);
+
 /// Bound on one conduit read or write. The secure world answers every SMC at once (a yielding
 /// call comes back as an RPC), so silence this long means it is gone or wedged.
 const CONDUIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,11 +138,26 @@ impl Handler for TeedShell {
     }
 
     fn register<'a>(&'a self, set: &mut PollSet<'a>) {
+        // Between SMCs the conduit is silent; anything it shows (end of stream, an error,
+        // bytes out of step) means the secure world is gone, and teed says so at once rather
+        // than at its next SMC.
+        if !self.gate.is_broken() {
+            set.register(
+                self.gate.conduit().as_fd(),
+                CONDUIT,
+                tee_rt::event::Interest::READABLE,
+            );
+        }
         self.clients.register(set);
     }
 
     fn on_ready(&mut self, io: &Io<'_>, readiness: &Readiness) {
-        if let Some(client) = self.clients.classify(readiness.token) {
+        if readiness.token == CONDUIT {
+            tracing::error!("the secure world hung up the conduit");
+            self.gate.mark_broken();
+            self.core.conduit_failed(io.now());
+            self.carry_out(io);
+        } else if let Some(client) = self.clients.classify(readiness.token) {
             self.on_client(io, client);
         }
     }
