@@ -117,6 +117,8 @@ pub struct Holdings {
     pub sessions: u32,
     pub registrations: u32,
     pub registered_bytes: u64,
+    /// The server reports the secure world out of its reach (teed's lost conduit).
+    pub tee_unavailable: bool,
 }
 
 /// One line of the status table.

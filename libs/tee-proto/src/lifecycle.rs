@@ -201,6 +201,9 @@ pub struct ShutdownReport {
 pub enum ServerState {
     Starting,
     Serving,
+    /// Up and answering, but the secure world is out of reach (teed lost its conduit): every
+    /// request is answered "TEE unavailable" until the next boot.
+    Unavailable,
     Declined,
     ShuttingDown,
     Stopped,

@@ -52,6 +52,7 @@ fn line(kind: ServerKind, state: ServerLineState, big: bool) -> ServerLine {
             sessions: n32,
             registrations: n32,
             registered_bytes: if big { u64::MAX } else { 8192 },
+            tee_unavailable: big,
         }),
     }
 }

@@ -316,6 +316,7 @@ impl<M: PhysMem> Teed<M> {
     pub fn status(&self) -> ServerStatus {
         let state = match self.phase {
             Phase::AwaitingHello | Phase::Probing(_) => ServerState::Starting,
+            Phase::Serving if self.conduit_lost => ServerState::Unavailable,
             Phase::Serving => ServerState::Serving,
             Phase::ShuttingDown(_) => ServerState::ShuttingDown,
             Phase::Stopped => ServerState::Stopped,

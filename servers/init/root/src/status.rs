@@ -5,7 +5,7 @@ use tee_proto::control::{
     Holdings, ServerLine, ServerLineState, ShutdownLine, ShutdownSummary, ShutdownVerdict,
     StackPhase, StackStatus, TransitionKind,
 };
-use tee_proto::lifecycle::ServerStatus;
+use tee_proto::lifecycle::{ServerState, ServerStatus};
 use tee_proto::secure::SecureStats;
 
 use teesys_init::shutdown::{ServerShutdown, ShutdownOutcome, ShutdownResult, SkipReason};
@@ -49,6 +49,7 @@ pub fn holdings(status: &ServerStatus) -> Holdings {
         sessions: status.sessions,
         registrations: status.registrations,
         registered_bytes: status.registered_bytes,
+        tee_unavailable: status.state == ServerState::Unavailable,
     }
 }
 

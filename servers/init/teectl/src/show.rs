@@ -63,10 +63,15 @@ fn server_line(line: &ServerLine) -> String {
     let pid = line.pid.map_or("-".into(), |pid| pid.to_string());
     let holds = line.holds.map_or("-".into(), |h| {
         format!(
-            "{} session(s), {} shm ({} KiB)",
+            "{} session(s), {} shm ({} KiB){}",
             h.sessions,
             h.registrations,
-            h.registered_bytes / 1024
+            h.registered_bytes / 1024,
+            if h.tee_unavailable {
+                "  TEE UNAVAILABLE: secure world out of reach"
+            } else {
+                ""
+            }
         )
     });
     format!(

@@ -296,6 +296,7 @@ mod tests {
             sessions: 1,
             registrations: 1,
             registered_bytes: bytes,
+            tee_unavailable: false,
         };
         StackStatus {
             phase: StackPhase::Running,
@@ -308,6 +309,7 @@ mod tests {
                         sessions: 2,
                         registrations: 2,
                         registered_bytes: 8192 + (4 << 20),
+                        tee_unavailable: false,
                     },
                 ),
                 line(ServerKind::Tpmd, one(8192)),

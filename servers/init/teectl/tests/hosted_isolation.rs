@@ -255,3 +255,47 @@ fn each_client_maps_only_its_own_window_and_cannot_resize_it() {
         assert_eq!(status.server(kind).generation, 1, "{kind:?} restarted");
     }
 }
+
+#[test]
+fn teed_notices_a_lost_conduit_at_once_and_init_shows_it() {
+    let stack = LiveStack::up("conduit-lost");
+    let before = stack.status();
+    assert!(
+        !before
+            .server(ServerKind::Teed)
+            .holds
+            .unwrap()
+            .tee_unavailable
+    );
+    // The secure world dies (its process killed): nobody has sent an SMC yet.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stack.secure_world_pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let unavailable = loop {
+        let holds = stack.status().server(ServerKind::Teed).holds;
+        if holds.is_some_and(|h| h.tee_unavailable) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(unavailable, "init never showed teed's lost conduit");
+    let shown = stack.teectl(&["status"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("TEE UNAVAILABLE"));
+    // The TPM consumer hears a clear "TEE unavailable", not a hang.
+    let random = stack.teectl(&["tpm", "getrandom", "8"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&random.stdout),
+        String::from_utf8_lossy(&random.stderr)
+    );
+    assert!(
+        !random.status.success() && said.to_lowercase().contains("unavailable"),
+        "{said}"
+    );
+}
