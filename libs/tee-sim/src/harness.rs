@@ -42,6 +42,8 @@ pub struct TeedHarness {
     /// shell's gate refuses it (UNKNOWN_FUNCTION), without reaching the secure world.
     pub conduit_broken: bool,
     held: VecDeque<(teed::SmcToken, optee_abi::smc::Regs)>,
+    /// Every cookie teed handed the secure world: in REGISTER_SHM and in RPC ALLOC answers.
+    pub cookies_seen: Vec<u64>,
 }
 
 /// Step bound for one `run`.
@@ -64,6 +66,7 @@ impl TeedHarness {
             hold_smcs: false,
             conduit_broken: false,
             held: VecDeque::new(),
+            cookies_seen: Vec::new(),
         }
     }
 
@@ -99,6 +102,15 @@ impl TeedHarness {
     /// Sends Hello for a boot of `kind` and runs until teed is Ready or Declined.
     pub fn boot(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
         self.boot_id += 1;
+        self.hello(kind, generation)
+    }
+
+    /// Like [`TeedHarness::boot`] for a teed restarted within the current boot (same boot id).
+    pub fn restart(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
+        self.hello(kind, generation)
+    }
+
+    fn hello(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
         let boot = BootInfo {
             boot_id: self.boot_id,
             kind,
@@ -322,11 +334,29 @@ impl TeedHarness {
             return;
         }
         self.smcs += 1;
+        self.note_cookie(&regs);
         let mut ram = self.ram.clone();
         let out = self.secure.smc(&mut ram, regs);
         if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
             eprintln!("smc {:x?} -> {:x?}", &regs[..4], &out[..6]);
         }
         self.teed.handle_smc_return(self.now, token, out);
+    }
+
+    fn note_cookie(&mut self, regs: &optee_abi::smc::Regs) {
+        use optee_abi::msg::{cmd, MsgArg};
+        use optee_abi::smc::{func, join_u32_pair};
+        let function = regs[0] as u32;
+        if function == func::CALL_WITH_ARG {
+            let arg = MsgArg::read_from(&self.ram, join_u32_pair(regs[1], regs[2])).ok();
+            if let Some(arg) = arg.filter(|a| a.cmd == cmd::REGISTER_SHM) {
+                self.cookies_seen.extend(arg.params.first().map(|p| p.c));
+            }
+        } else if function == func::RETURN_FROM_RPC {
+            let cookie = join_u32_pair(regs[4], regs[5]);
+            if cookie != 0 {
+                self.cookies_seen.push(cookie);
+            }
+        }
     }
 }
