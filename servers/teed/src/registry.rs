@@ -252,6 +252,12 @@ impl<M: PhysMem> Registry<M> {
         Some(list)
     }
 
+    /// Forgets a client buffer whose registration is unknown (abandoned inside the secure
+    /// world): its pages stay allocated and its journal entry stays for the next probe.
+    pub fn forget_shm(&mut self, shm: ShmId) {
+        self.shms.remove(&shm);
+    }
+
     /// Forgets a client buffer, freeing its pages unless `free_frames` is false.
     pub fn drop_shm(&mut self, shm: ShmId, free_frames: bool) {
         if let Some(s) = self.shms.remove(&shm) {
@@ -349,12 +355,16 @@ mod tests {
         for boot_id in [1, 2, 3, 255, 256, 257, (1 << 20) - 1] {
             for generation in (1..=1000).chain([1 << 18, (1 << 19) - 1]) {
                 let base = cookie_base_without_journal(boot_id, generation);
-                assert_eq!(base & ((1 << BARE_COUNTER_BITS) - 1), 0, "counter bits free");
+                assert_eq!(
+                    base & ((1 << BARE_COUNTER_BITS) - 1),
+                    0,
+                    "counter bits free"
+                );
                 assert!(seen.insert(base), "boot {boot_id} generation {generation}");
             }
         }
         // A journal epoch never sets the tag bit.
-        let journal_base = u64::from(u32::MAX & JOURNAL_EPOCH_MASK) << 32;
+        let journal_base = u64::from(JOURNAL_EPOCH_MASK) << 32;
         assert_eq!(journal_base & BARE_TAG, 0);
     }
 }
