@@ -25,6 +25,20 @@ pub struct Stalled {
     pub now: Millis,
 }
 
+/// What a scripted secure world does with one SMC, in place of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twist {
+    /// Let the model answer.
+    Honest,
+    /// Answer with these registers; the model never sees the SMC.
+    Answer(optee_abi::smc::Regs),
+    /// Never answer (the SMC stays in [`TeedHarness::unanswered`]).
+    Silent,
+}
+
+/// A hostile secure world's script: sees every SMC teed makes, in order.
+pub type Script = Box<dyn FnMut(&optee_abi::smc::Regs) -> Twist>;
+
 /// teed, the secure world and RAM.
 pub struct TeedHarness {
     pub teed: Teed<SharedRam>,
@@ -44,6 +58,10 @@ pub struct TeedHarness {
     held: VecDeque<(teed::SmcToken, optee_abi::smc::Regs)>,
     /// Every cookie teed handed the secure world: in REGISTER_SHM and in RPC ALLOC answers.
     pub cookies_seen: Vec<u64>,
+    /// When set, decides each SMC before the model may answer it.
+    pub script: Option<Script>,
+    /// SMCs the script chose never to answer.
+    pub unanswered: Vec<teed::SmcToken>,
 }
 
 /// Step bound for one `run`.
@@ -67,6 +85,8 @@ impl TeedHarness {
             conduit_broken: false,
             held: VecDeque::new(),
             cookies_seen: Vec::new(),
+            script: None,
+            unanswered: Vec::new(),
         }
     }
 
@@ -335,6 +355,19 @@ impl TeedHarness {
         }
         self.smcs += 1;
         self.note_cookie(&regs);
+        if let Some(script) = self.script.as_mut() {
+            match script(&regs) {
+                Twist::Honest => {}
+                Twist::Answer(out) => {
+                    self.teed.handle_smc_return(self.now, token, out);
+                    return;
+                }
+                Twist::Silent => {
+                    self.unanswered.push(token);
+                    return;
+                }
+            }
+        }
         let mut ram = self.ram.clone();
         let out = self.secure.smc(&mut ram, regs);
         if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
