@@ -65,6 +65,14 @@ pub enum WireError {
     /// The secure world answered with a TEE Client API result code and origin.
     #[error("secure world returned {code:#010x} (origin {origin})")]
     Tee { code: u32, origin: u32 },
+    /// The client holds as much as teed lets one client hold (buffers, bytes, sessions, journal
+    /// slots or calls in flight); release something first. Retrying unchanged fails again.
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// The secure world broke the call protocol: no answer within the call's deadline, or more
+    /// RPC round trips than any real call makes. What the call did there is unknown.
+    #[error("secure world fault")]
+    SecureWorldFault,
 }
 
 impl WireError {

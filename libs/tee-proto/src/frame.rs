@@ -14,7 +14,7 @@ use crate::error::ProtoError;
 pub use crate::shared::{FramePart, Generation};
 
 /// Bumped on every change to any message of any interface.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Upper bound on the encoded size of any frame of any interface: the largest bodies carry
 /// 4096 data bytes (a TPM command or a coredump chunk), and the header and fields around them

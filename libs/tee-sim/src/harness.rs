@@ -26,6 +26,20 @@ pub struct Stalled {
     pub now: Millis,
 }
 
+/// What a scripted secure world does with one SMC, in place of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twist {
+    /// Let the model answer.
+    Honest,
+    /// Answer with these registers; the model never sees the SMC.
+    Answer(optee_abi::smc::Regs),
+    /// Never answer (the SMC stays in [`TeedHarness::unanswered`]).
+    Silent,
+}
+
+/// A hostile secure world's script: sees every SMC teed makes, in order.
+pub type Script = Box<dyn FnMut(&optee_abi::smc::Regs) -> Twist>;
+
 /// teed, the secure world and RAM.
 pub struct TeedHarness {
     pub teed: Teed<SharedRam>,
@@ -43,6 +57,12 @@ pub struct TeedHarness {
     /// shell's gate refuses it (UNKNOWN_FUNCTION), without reaching the secure world.
     pub conduit_broken: bool,
     held: VecDeque<(teed::SmcToken, optee_abi::smc::Regs)>,
+    /// Every cookie teed handed the secure world: in REGISTER_SHM and in RPC ALLOC answers.
+    pub cookies_seen: Vec<u64>,
+    /// When set, decides each SMC before the model may answer it.
+    pub script: Option<Script>,
+    /// SMCs the script chose never to answer.
+    pub unanswered: Vec<teed::SmcToken>,
 }
 
 /// Step bound for one `run`.
@@ -65,6 +85,9 @@ impl TeedHarness {
             hold_smcs: false,
             conduit_broken: false,
             held: VecDeque::new(),
+            cookies_seen: Vec::new(),
+            script: None,
+            unanswered: Vec::new(),
         }
     }
 
@@ -100,6 +123,15 @@ impl TeedHarness {
     /// Sends Hello for a boot of `kind` and runs until teed is Ready or Declined.
     pub fn boot(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
         self.boot_id += 1;
+        self.hello(kind, generation)
+    }
+
+    /// Like [`TeedHarness::boot`] for a teed restarted within the current boot (same boot id).
+    pub fn restart(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
+        self.hello(kind, generation)
+    }
+
+    fn hello(&mut self, kind: BootKind, generation: u32) -> Result<ServerEvent, Stalled> {
         let boot = BootInfo {
             boot_id: self.boot_id,
             kind,
@@ -325,11 +357,42 @@ impl TeedHarness {
             return;
         }
         self.smcs += 1;
+        self.note_cookie(&regs);
+        if let Some(script) = self.script.as_mut() {
+            match script(&regs) {
+                Twist::Honest => {}
+                Twist::Answer(out) => {
+                    self.teed.handle_smc_return(self.now, token, out);
+                    return;
+                }
+                Twist::Silent => {
+                    self.unanswered.push(token);
+                    return;
+                }
+            }
+        }
         let mut ram = self.ram.clone();
         let out = self.secure.smc(&mut ram, regs);
         if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
             eprintln!("smc {:x?} -> {:x?}", &regs[..4], &out[..6]);
         }
         self.teed.handle_smc_return(self.now, token, out);
+    }
+
+    fn note_cookie(&mut self, regs: &optee_abi::smc::Regs) {
+        use optee_abi::msg::{cmd, MsgArg};
+        use optee_abi::smc::{func, join_u32_pair};
+        let function = regs[0] as u32;
+        if function == func::CALL_WITH_ARG {
+            let arg = MsgArg::read_from(&self.ram, join_u32_pair(regs[1], regs[2])).ok();
+            if let Some(arg) = arg.filter(|a| a.cmd == cmd::REGISTER_SHM) {
+                self.cookies_seen.extend(arg.params.first().map(|p| p.c));
+            }
+        } else if function == func::RETURN_FROM_RPC {
+            let cookie = join_u32_pair(regs[4], regs[5]);
+            if cookie != 0 {
+                self.cookies_seen.push(cookie);
+            }
+        }
     }
 }

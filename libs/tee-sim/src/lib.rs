@@ -7,6 +7,6 @@ pub mod layout;
 pub mod ram;
 pub mod sim;
 
-pub use harness::{Stalled, TeedHarness};
+pub use harness::{Script, Stalled, TeedHarness, Twist};
 pub use ram::SharedRam;
 pub use sim::{Sim, SimConfig, SimFailure, SimStats};

@@ -40,6 +40,8 @@ pub(crate) enum Outcome {
     Deadline,
     /// The message could not be read back.
     Unreadable,
+    /// Inside the secure world past its deadline or RPC budget: what it did there is unknown.
+    Abandoned,
 }
 
 impl Outcome {
@@ -61,6 +63,7 @@ impl Outcome {
                 origin: teec::origin::COMMS,
             },
             Outcome::Deadline => WireError::Busy,
+            Outcome::Abandoned => WireError::SecureWorldFault,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::config::{Millis, TeedConfig};
 use crate::engine::CallEngine;
 use crate::frames::Run;
 use crate::journal::EntryState;
+use crate::quota::{self, Ask};
 use crate::registry::{NewBuffer, Registry};
 use crate::release::{start_close, start_unregister};
 use crate::types::{ClientId, OutKind, Purpose, ReplyTo, Session, Shm, ShmState};
@@ -60,6 +61,7 @@ impl<M: PhysMem> Requests<'_, M> {
             }
             TeedRequest::Cancel { session, cancel_id } => {
                 self.owned_session(client, session)?;
+                self.within_quota(client, Ask::Call)?;
                 let mut arg = MsgArg::new(cmd::CANCEL);
                 arg.session = session;
                 arg.cancel_id = cancel_id;
@@ -70,6 +72,13 @@ impl<M: PhysMem> Requests<'_, M> {
             TeedRequest::ShmAlloc { size } => self.shm_alloc(now, reply, kind, size),
             TeedRequest::ShmFree { shm } => self.shm_free(now, reply, kind, shm),
         }
+    }
+
+    /// `QuotaExceeded` when `ask` would take `client` past its kind's quota.
+    fn within_quota(&mut self, client: ClientId, ask: Ask) -> Result<(), WireError> {
+        let kind = self.reg.connected_kind(client).ok_or(WireError::Denied)?;
+        let quota = self.cfg.policy.quota(kind);
+        quota::check(self.reg, self.engine, &quota, client, ask)
     }
 
     fn owned_session(&self, client: ClientId, session: SessionId) -> Result<(), WireError> {
@@ -102,6 +111,7 @@ impl<M: PhysMem> Requests<'_, M> {
             tracing::warn!(client = %reply.client, %ta, "session to a TA outside the client's grant");
             return Err(WireError::Denied);
         }
+        self.within_quota(reply.client, Ask::Session)?;
         let mut arg = MsgArg::new(cmd::OPEN_SESSION);
         let (a, b) = ta.to_value_pair();
         let meta = |a, b, c| MsgParam::Value {
@@ -153,6 +163,8 @@ impl<M: PhysMem> Requests<'_, M> {
             arg.push(msg).map_err(|_| WireError::BadRequest)?;
             kinds.push(kind);
         }
+        // After the params: a memref into another client's buffer is denied, whatever the quota.
+        self.within_quota(reply.client, Ask::Call)?;
         self.engine
             .submit(self.reg, now, Purpose::Invoke { reply, kinds }, &arg)?;
         Ok(None)
@@ -205,6 +217,8 @@ impl<M: PhysMem> Requests<'_, M> {
         if size == 0 || size > self.cfg.max_shm_bytes {
             return Err(WireError::BadRequest);
         }
+        let bytes = u64::from(size);
+        self.within_quota(reply.client, Ask::Buffer { bytes })?;
         let NewBuffer { shm, cookie, list } =
             self.reg.new_client_buffer(reply.client, kind, size)?;
         let arg = MsgArg::register_shm(list.pa, u64::from(size), cookie);
@@ -240,14 +254,25 @@ impl<M: PhysMem> Requests<'_, M> {
     // ---- what the calls of client requests do when they end ----
 
     /// REGISTER_SHM of client buffer `shm` ended (its page list `list` is no longer needed).
-    /// `None`: the owner is gone, and the buffer is being unregistered again.
+    /// `None`: the owner is gone or no longer waits, and the buffer is being unregistered again.
     pub fn registered(
         &mut self,
         now: Millis,
         shm: ShmId,
         list: Run,
         outcome: Outcome,
+        owner_waits: bool,
     ) -> Option<Result<TeedResponse, WireError>> {
+        if outcome == Outcome::Abandoned {
+            // The secure world may hold the registration, and may still read the page list:
+            // keep both out of reuse, and the journal entry for the next probe to reclaim.
+            self.reg.forget_shm(shm);
+            tracing::warn!(
+                shm,
+                "registration abandoned in the secure world; pages kept"
+            );
+            return Some(Err(outcome.wire_error()));
+        }
         self.reg.frames.free(list);
         if !outcome.succeeded() {
             self.engine.stats.register_refusals += 1;
@@ -264,15 +289,15 @@ impl<M: PhysMem> Requests<'_, M> {
         s.state = ShmState::Registered;
         let (owner, pa, size, slot) = (s.owner, s.run.pa, s.size, s.journal_slot);
         self.reg.journal_registration(slot, EntryState::Live);
-        if !self.reg.client_connected(owner) {
+        if !self.reg.client_connected(owner) || !owner_waits {
             let _ = start_unregister(self.reg, self.engine, now, shm, None);
             return None;
         }
         Some(Ok(TeedResponse::ShmAllocated { shm, pa, size }))
     }
 
-    /// OPEN_SESSION for `client` ended. `None`: the client is gone or the server stopped, and
-    /// the new session is being closed again.
+    /// OPEN_SESSION for `client` ended. `None`: the client is gone, no longer waits, or the
+    /// server stopped, and the new session is being closed again.
     pub fn opened(
         &mut self,
         now: Millis,

@@ -37,6 +37,72 @@ impl Default for Deadlines {
     }
 }
 
+/// What teed believes of the secure world before it calls it hostile. Each value names where it
+/// comes from; a real OP-TEE stays far inside every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// RPC round trips one yielding call may make. OP-TEE's own RPCs per call are a handful
+    /// (ALLOC, CMD, FREE around each RPC command); FOREIGN_INTR comes back once per normal-world
+    /// interrupt, and the call deadline (5 s) at a 1 kHz tick allows about 5,000 of those.
+    /// Twice that.
+    pub max_rpcs_per_call: u32,
+    /// Largest GET_THREAD_COUNT believed. It returns CFG_NUM_THREADS (entry_fast.c), 2 by
+    /// default (mk/config.mk) and at most 16 on the upstream platforms that raise it (REFERENCE
+    /// §8, notes/optee-os.md §1). Twice that.
+    pub max_threads: u32,
+    /// Largest RPC ALLOC or SHM_ALLOC teed answers. OP-TEE asks ALLOC only for its RPC
+    /// argument (OPTEE_MSG_GET_ARG_SIZE(THREAD_RPC_MAX_NUM_PARAMS) = 160 bytes,
+    /// thread_optee_smc.c), and accepts a contiguous SHM_ALLOC answer only up to one page
+    /// (rpc_shm_mobj_alloc); teed answers contiguously, so one page.
+    pub max_rpc_buffer_bytes: u64,
+    /// Driver-private buffers the secure world may hold at once: one cached RPC argument per
+    /// thread and one payload in flight per thread, for [`Bounds::max_threads`] threads.
+    pub max_private_buffers: usize,
+    /// Cookies one DISABLE_SHM_CACHE drain may return: the cache keeps one RPC argument per
+    /// thread (thread_rpc_alloc_arg with CFG_PREALLOC_RPC_CACHE), so at most one per thread.
+    pub max_cache_drain: u32,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_rpcs_per_call: 10_000,
+            max_threads: 32,
+            max_rpc_buffer_bytes: 4096,
+            max_private_buffers: 64,
+            max_cache_drain: 32,
+        }
+    }
+}
+
+/// What one client may hold at once. The two clients' quotas together fit the secure heap;
+/// see [`Policy::default`] for the arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Registered (or registering) buffers.
+    pub buffers: u32,
+    /// Bytes of those buffers.
+    pub bytes: u64,
+    /// Open (or opening, or closing) sessions.
+    pub sessions: u32,
+    /// Journal entries (one per buffer and per session), when there is a journal.
+    pub journal_slots: u32,
+    /// Calls in flight, each holding a message-argument slot. Releases (ShmFree,
+    /// CloseSession) are not counted: they are bounded by what the client holds.
+    pub calls: u32,
+}
+
+impl Quota {
+    /// No limit: Linux's behaviour, for the seed scenarios that fill the secure heap.
+    pub const UNLIMITED: Quota = Quota {
+        buffers: u32::MAX,
+        bytes: u64::MAX,
+        sessions: u32::MAX,
+        journal_slots: u32::MAX,
+        calls: u32::MAX,
+    };
+}
+
 /// What teed does beyond the Linux 5.14 driver. All on by default; the seed scenarios turn them
 /// off to show the Linux behaviour alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,24 +172,75 @@ impl SeedBugs {
     }
 }
 
-/// Which TAs each client may open sessions to (the policy sysroot writes down).
+/// Which TAs each client may open sessions to, and how much each client may hold (the policy
+/// sysroot writes down).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub allowed: Vec<(ServerKind, Uuid)>,
+    /// Per-client quotas by kind; a kind not listed gets [`TPMD_QUOTA`], the smaller.
+    pub quotas: Vec<(ServerKind, Quota)>,
 }
 
+/// tpmd needs one 8 KiB buffer (two TPM_BUFFER_MAX halves) and one fTPM session, one request
+/// at a time; twice each, and 64 KiB, leave room for a re-acquisition and a late release.
+pub const TPMD_QUOTA: Quota = Quota {
+    buffers: 2,
+    bytes: 64 << 10,
+    sessions: 2,
+    journal_slots: 4,
+    calls: 4,
+};
+
+/// bnxtd needs one 4 MiB buffer (COREDUMP_WINDOW_MAX) and one session to the BNXT TA; twice
+/// each, as for tpmd.
+pub const BNXTD_QUOTA: Quota = Quota {
+    buffers: 2,
+    bytes: 8 << 20,
+    sessions: 2,
+    journal_slots: 4,
+    calls: 4,
+};
+
 impl Default for Policy {
+    /// Both clients at their quotas fit OP-TEE's 64 KiB core heap (secure-world/src/heap.rs:
+    /// 16-byte header, 16-byte rounding; registration 80 + 8 B per page; session 256 B;
+    /// argument mapping 64 B; REGISTER_SHM's temporary page array 8 B per page):
+    /// registrations 2·111 + 8·17 (tpmd) + 2·111 + 8·2049 (bnxtd) = 16,972 B; four sessions
+    /// 4·272 = 1,088 B; two threads in flight at once: the page array of one 8 MiB
+    /// registration 16,400 B, four memref mappings 320 B, two argument mappings 160 B, two
+    /// cached RPC arguments 160 B. Total 35,100 B, under the 41,888 B left by the highest
+    /// calibrated boot baseline (23,648 B, REFERENCE §8). Calls: 2·4 of the 16 message slots,
+    /// the rest for teed's own sweeps and reclaims. Journal: 2·4 of 128 + 64 entries.
     fn default() -> Self {
         Policy {
             allowed: alloc::vec![
                 (ServerKind::Tpmd, uuid::FTPM_TA),
                 (ServerKind::Bnxtd, uuid::BNXT_TA),
             ],
+            quotas: alloc::vec![
+                (ServerKind::Tpmd, TPMD_QUOTA),
+                (ServerKind::Bnxtd, BNXTD_QUOTA),
+            ],
         }
     }
 }
 
 impl Policy {
+    /// The quota of a client of `kind`.
+    pub fn quota(&self, kind: ServerKind) -> Quota {
+        self.quotas
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(TPMD_QUOTA, |(_, q)| *q)
+    }
+
+    /// Lifts every quota (Linux has none), for scenarios that fill the secure heap.
+    pub fn unlimited(&mut self) {
+        for (_, quota) in self.quotas.iter_mut() {
+            *quota = Quota::UNLIMITED;
+        }
+    }
+
     /// Whether a client of `kind` may open a session to `ta`.
     pub fn allows(&self, kind: ServerKind, ta: &Uuid) -> bool {
         self.allowed.iter().any(|(k, u)| *k == kind && u == ta)
@@ -134,6 +251,7 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TeedConfig {
     pub deadlines: Deadlines,
+    pub bounds: Bounds,
     pub hardening: Hardening,
     pub policy: Policy,
     /// Largest shm a client may allocate: bnxtd's 4 MiB buffer, with room to spare.

@@ -7,13 +7,14 @@
 //! routes it by purpose (`dispatch.rs`).
 
 use optee_abi::mem::PhysMem;
-use optee_abi::smc::Regs;
+use optee_abi::smc::{ret, Regs};
 use tee_proto::lifecycle::{
     DeclineReason, InitRequest, ServerEvent, ServerKind, ServerState, ServerStatus, ShutdownReport,
 };
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::{Frame, Generation, Header, WireError};
 
+use crate::call::Outcome;
 use crate::client::Requests;
 use crate::config::{Millis, TeedConfig};
 use crate::engine::CallEngine;
@@ -193,10 +194,11 @@ impl<M: PhysMem> Teed<M> {
         self.pump(now);
     }
 
-    /// The shell lost the SMC conduit (the secure world's process is gone, or the stream is out
-    /// of step). Call it before handing back the refusals the shell answers outstanding SMCs
-    /// with: a probe then declines as `SecureWorldUnavailable`, and new requests are answered
-    /// "TEE unavailable" rather than sent to a secure world that cannot answer.
+    /// The shell lost the SMC conduit (the secure world's process is gone, the stream is out
+    /// of step, or an SMC never came back). A probe then declines as `SecureWorldUnavailable`;
+    /// every call outstanding ends at once as a failed SMC, whether or not the shell ever
+    /// answers it; a shutdown acks; and new requests are answered "TEE unavailable" rather than
+    /// sent to a secure world that cannot answer.
     pub fn conduit_failed(&mut self, now: Millis) {
         if self.conduit_lost {
             return;
@@ -205,6 +207,9 @@ impl<M: PhysMem> Teed<M> {
         tracing::error!("SMC conduit lost");
         if matches!(self.phase, Phase::Probing(_)) {
             self.decline(DeclineReason::SecureWorldUnavailable);
+        }
+        for id in self.engine.all_calls() {
+            self.finish_call(now, id, Outcome::Smc(ret::UNKNOWN_FUNCTION));
         }
         self.pump(now);
     }

@@ -50,12 +50,24 @@ impl<M: PhysMem> Teed<M> {
         }
     }
 
-    /// Ends a call: its purpose is served first, then its slot and thread come free.
-    fn finish_call(&mut self, now: Millis, id: CallId, outcome: Outcome) {
+    /// Ends a call: its purpose is served first, then its slot and thread come free. A call
+    /// abandoned inside the secure world while its client waits is detached instead: the client
+    /// hears `SecureWorldFault` now, and the call's end settles the books later.
+    pub(crate) fn finish_call(&mut self, now: Millis, id: CallId, outcome: Outcome) {
+        if outcome == Outcome::Abandoned {
+            if let Some(purpose) = self.engine.detach(&mut self.registry, now, id) {
+                if let Some(to) = purpose.reply_to() {
+                    tracing::warn!(client = ?to.client, "secure world fault: call detached");
+                    let error = TeedResponse::Error(WireError::SecureWorldFault);
+                    self.reply(to.client, to.header, error);
+                }
+                return;
+            }
+        }
         let Some(call) = self.engine.end_call(id, &outcome) else {
             return;
         };
-        self.dispatch(now, call.purpose, outcome);
+        self.dispatch(now, call.purpose, outcome, call.answered);
         self.engine.thread_freed(call.arg_slot);
     }
 
@@ -67,44 +79,56 @@ impl<M: PhysMem> Teed<M> {
         }
     }
 
-    /// The one place an ended call's outcome is routed, by what the call was for.
-    fn dispatch(&mut self, now: Millis, purpose: Purpose, outcome: Outcome) {
+    /// The one place an ended call's outcome is routed, by what the call was for. When the
+    /// client was `answered` already (a detached call), only the books are settled.
+    fn dispatch(&mut self, now: Millis, purpose: Purpose, outcome: Outcome, answered: bool) {
+        let waits = |reply: Option<ReplyTo>| reply.filter(|_| !answered);
         match purpose {
             Purpose::Register { shm, list, reply } => {
-                let heard = self.requests().registered(now, shm, list, outcome);
-                self.answer(reply, heard);
+                let heard = self
+                    .requests()
+                    .registered(now, shm, list, outcome, !answered);
+                self.answer(waits(reply), heard);
             }
             Purpose::Unregister { shm, reply } => {
                 let result = release::unregistered(&mut self.registry, shm, &outcome);
                 if let (Ok(()), Phase::ShuttingDown(s)) = (&result, &mut self.phase) {
                     s.note_unregistered();
                 }
-                self.answer(reply, Some(result.map(|()| TeedResponse::ShmFreed)));
+                self.answer(waits(reply), Some(result.map(|()| TeedResponse::ShmFreed)));
             }
             Purpose::OpenSession {
                 reply,
                 ta,
                 journal_slot,
             } => {
-                let stopped = matches!(self.phase, Phase::Stopped);
+                // A session nobody waits for any more is closed again.
+                let unwanted = answered || matches!(self.phase, Phase::Stopped);
                 let heard =
                     self.requests()
-                        .opened(now, reply.client, ta, journal_slot, outcome, stopped);
-                self.answer(Some(reply), heard);
+                        .opened(now, reply.client, ta, journal_slot, outcome, unwanted);
+                self.answer(waits(Some(reply)), heard);
             }
             Purpose::Invoke { reply, kinds } => {
-                let body = invoked(outcome, &kinds);
-                self.reply(reply.client, reply.header, body);
+                if !answered {
+                    let body = invoked(outcome, &kinds);
+                    self.reply(reply.client, reply.header, body);
+                }
             }
             Purpose::CloseSession { session, reply } => {
                 let result = release::closed(&mut self.registry, session, &outcome);
                 if let (Ok(()), Phase::ShuttingDown(s)) = (&result, &mut self.phase) {
                     s.note_closed();
                 }
-                self.answer(reply, Some(result.map(|()| TeedResponse::SessionClosed)));
+                self.answer(
+                    waits(reply),
+                    Some(result.map(|()| TeedResponse::SessionClosed)),
+                );
             }
             Purpose::Cancel { reply } => {
-                self.reply(reply.client, reply.header, TeedResponse::Cancelled);
+                if !answered {
+                    self.reply(reply.client, reply.header, TeedResponse::Cancelled);
+                }
             }
             Purpose::Orphan { .. }
             | Purpose::ReclaimRegistration { .. }
@@ -134,10 +158,9 @@ impl<M: PhysMem> Teed<M> {
     /// Timers of calls and of the running machine.
     pub(crate) fn on_timers(&mut self, now: Millis) {
         for (id, expired) in self.engine.due_calls(now) {
-            if expired {
-                self.finish_call(now, id, Outcome::Deadline);
-            } else {
-                self.engine.send_next(id);
+            match expired {
+                Some(outcome) => self.finish_call(now, id, outcome),
+                None => self.engine.send_next(id),
             }
         }
         match &mut self.phase {
@@ -155,13 +178,19 @@ impl<M: PhysMem> Teed<M> {
         }
     }
 
-    /// Moves the running machine on after any input.
+    /// Moves the running machine on after any input. Without a conduit a shutdown has nothing
+    /// left it can do: it acks at once, counting what it could not release.
     pub(crate) fn pump(&mut self, now: Millis) {
         if let Phase::Probing(p) = &mut self.phase {
             p.advance(now, &mut self.registry, &mut self.engine);
         }
         if let Phase::ShuttingDown(s) = &mut self.phase {
-            if let Some(done) = s.advance(now, &mut self.registry, &mut self.engine) {
+            let done = if self.conduit_lost {
+                Some(s.give_up(&self.registry, &mut self.engine))
+            } else {
+                s.advance(now, &mut self.registry, &mut self.engine)
+            };
+            if let Some(done) = done {
                 self.stop(done);
             }
         }

@@ -23,12 +23,16 @@ pub mod frames;
 pub mod journal;
 mod leftovers;
 mod probe;
+mod quota;
 mod registry;
 mod release;
 mod shutdown;
 pub mod types;
 
 pub use crate::client::boot_client_uuid;
-pub use crate::config::{Deadlines, Hardening, Millis, Policy, SeedBugs, TeedConfig};
+pub use crate::config::{
+    Bounds, Deadlines, Hardening, Millis, Policy, Quota, SeedBugs, TeedConfig, BNXTD_QUOTA,
+    TPMD_QUOTA,
+};
 pub use crate::core::Teed;
 pub use crate::types::{ClientId, Effect, SmcToken, TeedStats};

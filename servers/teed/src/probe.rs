@@ -13,7 +13,7 @@ use tee_proto::lifecycle::{BootInfo, BootKind, ClientWindows, DeclineReason, Ram
 use tee_proto::Generation;
 
 use crate::call::FastCall;
-use crate::config::{Millis, TeedConfig};
+use crate::config::{Bounds, Millis, TeedConfig};
 use crate::engine::CallEngine;
 use crate::journal;
 use crate::leftovers;
@@ -133,6 +133,9 @@ pub(crate) struct Probe {
     /// Seed bug b5c10dd04b74: skip the stale-cache drain.
     skip_cache_drain: bool,
     retry_ms: Millis,
+    /// Cookies the unmapped drain discarded so far, and the most a real cache holds.
+    drained: u32,
+    bounds: Bounds,
 }
 
 impl Probe {
@@ -176,13 +179,15 @@ impl Probe {
         engine.set_arg_slots(slots);
         Ok(Probe {
             step: ProbeStep::Uid,
-            deadline: now + cfg.deadlines.probe_ms,
+            deadline: now.saturating_add(cfg.deadlines.probe_ms),
             retry_at: None,
             busy: false,
             thread_count: 0,
             resume_orphans: cfg.hardening.resume_orphans,
             skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
             retry_ms: cfg.deadlines.retry_ms,
+            drained: 0,
+            bounds: cfg.bounds,
         })
     }
 
@@ -255,13 +260,25 @@ impl Probe {
         match answer {
             Answer::Next(step) => self.next(step),
             Answer::Threads(count) => {
-                self.thread_count = count;
+                if count > self.bounds.max_threads {
+                    tracing::warn!(count, "absurd secure thread count; clamped");
+                }
+                self.thread_count = count.min(self.bounds.max_threads);
                 self.next(ProbeStep::ResumeOrphans);
             }
-            Answer::CookieDiscarded => self.next(ProbeStep::DrainUnmapped),
+            Answer::CookieDiscarded => {
+                self.drained = self.drained.saturating_add(1);
+                if self.drained > self.bounds.max_cache_drain {
+                    // A cache holds one buffer per thread: this one never empties.
+                    tracing::warn!(drained = self.drained, "RPC cache never empties");
+                    let reason = DeclineReason::IncompatibleSecureWorld;
+                    return Some(ProbeEnd::Declined(reason));
+                }
+                self.next(ProbeStep::DrainUnmapped);
+            }
             Answer::Retry => {
                 self.busy = false;
-                self.retry_at = Some(now + self.retry_ms);
+                self.retry_at = Some(now.saturating_add(self.retry_ms));
             }
             Answer::Ready | Answer::Decline(_) => {}
         }

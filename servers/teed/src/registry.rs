@@ -19,6 +19,38 @@ use crate::frames::{FrameAllocator, Run};
 use crate::journal::{self, owner_tag, EntryState, Journal, Leftover};
 use crate::types::{Client, ClientId, PrivateBuf, Session, Shm, ShmState};
 
+/// Journal epochs keep the top bit clear, so they never meet a cookie made without a journal.
+const JOURNAL_EPOCH_MASK: u32 = 0x7fff_ffff;
+/// Marks a cookie made without a journal.
+const BARE_TAG: u64 = 1 << 63;
+/// Without a journal: boot id bits (a million boots per secure-world lifetime, which only a
+/// machine reset ends).
+const BARE_BOOT_BITS: u32 = 20;
+/// Without a journal: generation bits (half a million teed incarnations per boot).
+const BARE_GENERATION_BITS: u32 = 19;
+/// Without a journal: counter bits (16 million cookies per incarnation).
+const BARE_COUNTER_BITS: u32 = 24;
+
+/// The high bits of the cookies an incarnation without a journal makes: a tag bit, then the
+/// boot id and the generation, each in a field of its own, so neither a restart nor a kexec
+/// reuses a cookie while both stay inside their field (the old 8-bit generation wrapped after
+/// 256 restarts). Past its field a value wraps, and that is logged.
+pub(crate) fn cookie_base_without_journal(boot_id: u64, generation: Generation) -> u64 {
+    let boot_mask = (1u64 << BARE_BOOT_BITS) - 1;
+    let generation_mask = (1u64 << BARE_GENERATION_BITS) - 1;
+    let generation = u64::from(generation);
+    if boot_id > boot_mask || generation > generation_mask {
+        tracing::error!(
+            boot_id,
+            generation,
+            "cookie epoch field wraps: cookies of an earlier incarnation may come back"
+        );
+    }
+    BARE_TAG
+        | (boot_id & boot_mask) << (BARE_GENERATION_BITS + BARE_COUNTER_BITS)
+        | (generation & generation_mask) << BARE_COUNTER_BITS
+}
+
 /// A client buffer made ready for registration.
 pub(crate) struct NewBuffer {
     pub shm: ShmId,
@@ -37,9 +69,13 @@ pub(crate) struct Registry<M: PhysMem> {
     /// Each client kind's window, where its buffers go: the only RAM that client maps.
     windows: BTreeMap<ServerKind, FrameAllocator>,
     journal: Option<Journal>,
-    /// This incarnation's epoch: the high half of every cookie it makes.
+    /// The journal's epoch, when there is a journal.
     epoch: u32,
-    cookie_seq: u32,
+    /// The high bits of every cookie this incarnation makes; the counter fills the rest.
+    cookie_base: u64,
+    cookie_seq: u64,
+    /// The counter's last value.
+    cookie_limit: u64,
     pub clients: BTreeMap<ClientId, Client>,
     pub shms: BTreeMap<ShmId, Shm>,
     next_shm: ShmId,
@@ -57,7 +93,9 @@ impl<M: PhysMem> Registry<M> {
             windows: BTreeMap::new(),
             journal: None,
             epoch: 0,
+            cookie_base: 0,
             cookie_seq: 0,
+            cookie_limit: 0,
             clients: BTreeMap::new(),
             shms: BTreeMap::new(),
             next_shm: 1,
@@ -95,9 +133,16 @@ impl<M: PhysMem> Registry<M> {
                 Err(error) => tracing::warn!(%error, "journal window unusable; running without"),
             }
         }
-        if self.journal.is_none() {
-            self.epoch = ((boot_id as u32) << 8) | (generation & 0xff);
-        }
+        self.cookie_seq = 0;
+        self.cookie_base = match self.journal {
+            // The journal's epoch goes up by one per incarnation: 31 bits never wrap in practice.
+            Some(_) => u64::from(self.epoch & JOURNAL_EPOCH_MASK) << 32,
+            None => cookie_base_without_journal(boot_id, generation),
+        };
+        self.cookie_limit = match self.journal {
+            Some(_) => u64::from(u32::MAX),
+            None => (1 << BARE_COUNTER_BITS) - 1,
+        };
     }
 
     /// Whether the journal is kept.
@@ -116,11 +161,16 @@ impl<M: PhysMem> Registry<M> {
         self.journal.as_ref()?.leftovers(&self.mem).ok()
     }
 
-    /// A cookie unique for the secure world's lifetime: this incarnation's epoch (one more than
-    /// every earlier one, kept in the journal) and a counter. Never a pointer, never reused.
-    pub fn new_cookie(&mut self) -> u64 {
-        self.cookie_seq = self.cookie_seq.wrapping_add(1);
-        (u64::from(self.epoch) << 32) | u64::from(self.cookie_seq)
+    /// A cookie unique for the secure world's lifetime: this incarnation's epoch and a counter
+    /// (see [`cookie_base_without_journal`]). Never a pointer, never reused: once the counter
+    /// is spent, `None` rather than a wrap.
+    pub fn new_cookie(&mut self) -> Option<u64> {
+        if self.cookie_seq >= self.cookie_limit {
+            tracing::error!("cookie counter spent for this incarnation; refusing new buffers");
+            return None;
+        }
+        self.cookie_seq += 1;
+        Some(self.cookie_base | self.cookie_seq)
     }
 
     // ---- clients ----
@@ -165,7 +215,11 @@ impl<M: PhysMem> Registry<M> {
             self.frames.free(list);
             return Err(WireError::OutOfMemory);
         }
-        let cookie = self.new_cookie();
+        let Some(cookie) = self.new_cookie() else {
+            self.frames.free(data);
+            self.frames.free(list);
+            return Err(WireError::OutOfMemory);
+        };
         let journal_slot = match self.journal.as_mut() {
             Some(j) => {
                 match j.begin_registration(
@@ -214,6 +268,12 @@ impl<M: PhysMem> Registry<M> {
         Some(list)
     }
 
+    /// Forgets a client buffer whose registration is unknown (abandoned inside the secure
+    /// world): its pages stay allocated and its journal entry stays for the next probe.
+    pub fn forget_shm(&mut self, shm: ShmId) {
+        self.shms.remove(&shm);
+    }
+
     /// Forgets a client buffer, freeing its pages unless `free_frames` is false.
     pub fn drop_shm(&mut self, shm: ShmId, free_frames: bool) {
         if let Some(s) = self.shms.remove(&shm) {
@@ -242,7 +302,10 @@ impl<M: PhysMem> Registry<M> {
             self.frames.free(run);
             return None;
         }
-        let cookie = self.new_cookie();
+        let Some(cookie) = self.new_cookie() else {
+            self.frames.free(run);
+            return None;
+        };
         self.private.insert(
             cookie,
             PrivateBuf {
@@ -303,5 +366,29 @@ impl<M: PhysMem> Registry<M> {
                 tracing::warn!(%error, "journal write failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_cookie_bases_stay_apart_across_restarts_and_boots() {
+        let mut seen = alloc::collections::BTreeSet::new();
+        for boot_id in [1, 2, 3, 255, 256, 257, (1 << 20) - 1] {
+            for generation in (1..=1000).chain([1 << 18, (1 << 19) - 1]) {
+                let base = cookie_base_without_journal(boot_id, generation);
+                assert_eq!(
+                    base & ((1 << BARE_COUNTER_BITS) - 1),
+                    0,
+                    "counter bits free"
+                );
+                assert!(seen.insert(base), "boot {boot_id} generation {generation}");
+            }
+        }
+        // A journal epoch never sets the tag bit.
+        let journal_base = u64::from(JOURNAL_EPOCH_MASK) << 32;
+        assert_eq!(journal_base & BARE_TAG, 0);
     }
 }

@@ -51,6 +51,9 @@ pub(crate) struct Shutdown {
     /// Seed bug f25889f93184: leave the RPC cache undrained.
     skip_cache_drain: bool,
     retry_ms: Millis,
+    /// Cookies the mapped drain returned, against [`crate::config::Bounds::max_cache_drain`].
+    drained: u32,
+    max_drain: u32,
 }
 
 impl Shutdown {
@@ -59,7 +62,7 @@ impl Shutdown {
         tracing::info!(?reason, "shutdown");
         Shutdown {
             step: ShutdownStep::Quiesce,
-            deadline: now + cfg.deadlines.shutdown_ms,
+            deadline: now.saturating_add(cfg.deadlines.shutdown_ms),
             retry_at: None,
             busy: false,
             request,
@@ -69,6 +72,8 @@ impl Shutdown {
             sweep: cfg.hardening.sweep_on_shutdown,
             skip_cache_drain: cfg.seed_bugs.no_shutdown_cache_drain,
             retry_ms: cfg.deadlines.retry_ms,
+            drained: 0,
+            max_drain: cfg.bounds.max_cache_drain,
         }
     }
 
@@ -192,10 +197,17 @@ impl Shutdown {
                     engine.stats.cache_buffers_freed += 1;
                     self.report.cache_buffers_freed += 1;
                 }
+                self.drained = self.drained.saturating_add(1);
+                if self.drained > self.max_drain {
+                    // A cache holds one buffer per thread: this one never empties.
+                    tracing::warn!(drained = self.drained, "RPC cache never empties; giving up");
+                    self.report.errors += 1;
+                    return Some(self.finish(reg, engine));
+                }
                 None
             }
             ret::EBUSY => {
-                self.retry_at = Some(now + self.retry_ms);
+                self.retry_at = Some(now.saturating_add(self.retry_ms));
                 None
             }
             _ => Some(self.finish(reg, engine)),
@@ -220,6 +232,15 @@ impl Shutdown {
             self.retry_at = None;
         }
         None
+    }
+
+    /// Ends the shutdown now (the conduit is gone): the undone cache drain is one error more.
+    pub fn give_up<M: PhysMem>(&self, reg: &Registry<M>, engine: &mut CallEngine) -> ShutdownDone {
+        tracing::warn!(step = ?self.step, "no conduit: shutdown ends undone");
+        let mut done = self.finish(reg, engine);
+        done.report.errors += 1;
+        engine.stats.shutdown_errors += 1;
+        done
     }
 
     /// The ack: what the sweep could not release counts as errors.

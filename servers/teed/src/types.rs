@@ -83,6 +83,25 @@ pub enum Purpose {
     UnregisterPrivate { parent: CallId, cookie: u64 },
 }
 
+impl Purpose {
+    /// The client waiting for this call's end, if any.
+    pub fn reply_to(&self) -> Option<ReplyTo> {
+        match self {
+            Purpose::Register { reply, .. }
+            | Purpose::Unregister { reply, .. }
+            | Purpose::CloseSession { reply, .. } => *reply,
+            Purpose::OpenSession { reply, .. }
+            | Purpose::Invoke { reply, .. }
+            | Purpose::Cancel { reply } => Some(*reply),
+            Purpose::ReclaimRegistration { .. }
+            | Purpose::ReclaimSession { .. }
+            | Purpose::Orphan { .. }
+            | Purpose::RegisterPrivate { .. }
+            | Purpose::UnregisterPrivate { .. } => None,
+        }
+    }
+}
+
 /// How to report an invoke param back to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutKind {
@@ -103,6 +122,8 @@ pub enum CallStatus {
     Sleeping { until: Millis },
     /// Waiting for a nested call (seed bug 376e4199e327 only).
     WaitingChild,
+    /// An RPC teed has not answered yet: the call ran out of deadline or RPC budget with it.
+    HeldRpc(Regs),
 }
 
 /// One yielding call.
@@ -114,8 +135,13 @@ pub struct Call {
     /// Registers to send next.
     pub next: Regs,
     pub status: CallStatus,
-    /// Until the secure world has taken the call, the call may wait this long for a thread.
+    /// The call's overall deadline, whatever it waits for (a thread, an answer, a timer).
     pub deadline: Millis,
+    /// RPC round trips so far, against the budget.
+    pub rpcs: u32,
+    /// The client was already answered (the call outlived its deadline or budget and goes on
+    /// detached): its end only settles the books.
+    pub answered: bool,
     /// Set once the secure world has taken the call (any answer but ETHREAD_LIMIT).
     pub entered: bool,
     /// Answer RPCs with failures (orphans from an earlier boot or incarnation).
@@ -189,4 +215,12 @@ pub struct TeedStats {
     /// REGISTER_SHM answers other than success, and the last such `ret`.
     pub register_refusals: u64,
     pub last_register_ret: u32,
+    /// Calls given up for their deadline or RPC budget while inside the secure world.
+    pub abandoned_calls: u64,
+    /// RPCs with a function teed does not know.
+    pub unknown_rpcs: u64,
+    /// RPC ALLOC or SHM_ALLOC requests refused as oversized or over the buffer bound.
+    pub refused_rpc_buffers: u64,
+    /// Requests refused for a client's quota.
+    pub quota_refusals: u64,
 }

@@ -125,6 +125,8 @@ impl ClientError {
                 WireError::BadRequest => comms(teec::ERROR_BAD_PARAMETERS),
                 WireError::NotFound => comms(teec::ERROR_ITEM_NOT_FOUND),
                 WireError::Tee { code, origin } => Failure::Tee { code, origin },
+                WireError::QuotaExceeded => comms(teec::ERROR_OUT_OF_MEMORY),
+                WireError::SecureWorldFault => comms(teec::ERROR_COMMUNICATION),
             },
         }
     }

@@ -46,6 +46,8 @@ pub fn wire_errors() -> Vec<WireError> {
             code: M32,
             origin: M32,
         },
+        WireError::QuotaExceeded,
+        WireError::SecureWorldFault,
     ]
 }
 
@@ -62,9 +64,11 @@ pub fn wire_error_variant(error: &WireError) -> usize {
         WireError::NotFound => 8,
         WireError::ShuttingDown => 9,
         WireError::Tee { .. } => 10,
+        WireError::QuotaExceeded => 11,
+        WireError::SecureWorldFault => 12,
     }
 }
-pub const WIRE_ERROR_VARIANTS: usize = 11;
+pub const WIRE_ERROR_VARIANTS: usize = 13;
 
 pub fn params() -> Vec<Param> {
     vec![

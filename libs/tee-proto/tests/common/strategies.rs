@@ -48,6 +48,8 @@ pub fn wire_error() -> impl Strategy<Value = WireError> {
         Just(WireError::NotFound),
         Just(WireError::ShuttingDown),
         (any::<u32>(), any::<u32>()).prop_map(|(code, origin)| WireError::Tee { code, origin }),
+        Just(WireError::QuotaExceeded),
+        Just(WireError::SecureWorldFault),
     ]
 }
 

@@ -22,9 +22,9 @@ use optee_abi::smc::{func, ret, rpc as smc_rpc, split_u64, Regs};
 use tee_proto::WireError;
 
 use crate::call::{FastCall, Outcome, Pending};
-use crate::config::{Deadlines, Millis, TeedConfig};
+use crate::config::{Bounds, Deadlines, Millis, TeedConfig};
 use crate::registry::Registry;
-use crate::types::{Call, CallId, CallStatus, Effect, Purpose, SmcToken, TeedStats};
+use crate::types::{Call, CallId, CallStatus, ClientId, Effect, Purpose, SmcToken, TeedStats};
 
 /// The message-argument slots: driver-private memory, in the journal when there is one.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +50,7 @@ impl ArgSlots {
 /// Owner of the SMC stream: tokens, outstanding calls, message slots, notifications.
 pub(crate) struct CallEngine {
     deadlines: Deadlines,
+    bounds: Bounds,
     /// Seed bug 376e4199e327: driver-private RPC buffers are registered like client buffers.
     register_private_buffers: bool,
     args: ArgSlots,
@@ -71,6 +72,7 @@ impl CallEngine {
     pub fn new(cfg: &TeedConfig) -> CallEngine {
         CallEngine {
             deadlines: cfg.deadlines,
+            bounds: cfg.bounds,
             register_private_buffers: cfg.seed_bugs.register_private_buffers,
             args: ArgSlots::default(),
             calls: BTreeMap::new(),
@@ -196,7 +198,7 @@ impl CallEngine {
         self.next_call += 1;
         self.stats.yielding_calls += 1;
         let token = self.emit_smc(Pending::Call(id), regs);
-        let deadline = now + self.deadlines.call_ms;
+        let deadline = now.saturating_add(self.deadlines.call_ms);
         self.calls.insert(
             id,
             Call {
@@ -205,6 +207,8 @@ impl CallEngine {
                 next: regs,
                 status: CallStatus::InFlight(token),
                 deadline,
+                rpcs: 0,
+                answered: false,
                 entered: false,
                 orphan_mode,
             },
@@ -212,8 +216,19 @@ impl CallEngine {
         id
     }
 
-    /// Sends a call's next registers.
+    /// Sends a parked call's next registers. A call with an SMC out is left alone, so a late
+    /// wake-up (a notification, a nested call's end) never sends a second SMC for one thread.
     pub fn send_next(&mut self, id: CallId) {
+        let parked = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| !matches!(c.status, CallStatus::InFlight(_)));
+        if parked {
+            self.emit_next(id);
+        }
+    }
+
+    fn emit_next(&mut self, id: CallId) {
         let Some(regs) = self.calls.get(&id).map(|c| c.next) else {
             return;
         };
@@ -227,7 +242,7 @@ impl CallEngine {
         if let Some(call) = self.calls.get_mut(&id) {
             call.next = regs;
         }
-        self.send_next(id);
+        self.emit_next(id);
     }
 
     /// Parks a call until a timer, a notification or a nested call resumes it with `answer`.
@@ -255,13 +270,24 @@ impl CallEngine {
                 return Some(Outcome::Deadline);
             }
             call.status = CallStatus::WaitingThread {
-                retry_at: now + self.deadlines.retry_ms,
+                retry_at: now.saturating_add(self.deadlines.retry_ms),
             };
             return None;
         }
         call.entered = true;
         if smc_rpc::is_rpc(regs[0]) {
             self.stats.rpcs += 1;
+            call.rpcs = call.rpcs.saturating_add(1);
+            if call.rpcs > self.bounds.max_rpcs_per_call || now >= call.deadline {
+                tracing::warn!(
+                    call = id,
+                    rpcs = call.rpcs,
+                    rpc = regs[0] as u32,
+                    "call over its RPC budget or deadline in the secure world"
+                );
+                call.status = CallStatus::HeldRpc(regs);
+                return Some(Outcome::Abandoned);
+            }
             self.handle_rpc(reg, now, id, regs);
             return None;
         }
@@ -282,10 +308,46 @@ impl CallEngine {
     /// taken until [`CallEngine::thread_freed`], so what the purpose submits next cannot reuse it.
     pub fn end_call(&mut self, id: CallId, outcome: &Outcome) -> Option<Call> {
         let call = self.calls.remove(&id)?;
-        if *outcome == Outcome::Deadline {
-            self.stats.deadline_expiries += 1;
+        self.notif_waiters.retain(|_, waiter| *waiter != id);
+        match outcome {
+            Outcome::Deadline => self.stats.deadline_expiries += 1,
+            Outcome::Abandoned => self.stats.abandoned_calls += 1,
+            _ => {}
         }
         Some(call)
+    }
+
+    /// A call past its deadline or RPC budget inside the secure world, whose client still
+    /// waits: it goes on detached — the thread is resumed in orphan mode (RPCs answered with
+    /// failures) with a fresh deadline and budget, and keeps its slot, since the secure world
+    /// may still write its message — and its purpose is handed back for the client to be
+    /// answered now. `None` when there is no one to answer or it was detached before: it ends.
+    pub fn detach<M: PhysMem>(
+        &mut self,
+        reg: &mut Registry<M>,
+        now: Millis,
+        id: CallId,
+    ) -> Option<Purpose> {
+        let call = self.calls.get_mut(&id)?;
+        if call.answered || call.purpose.reply_to().is_none() {
+            return None;
+        }
+        call.answered = true;
+        call.orphan_mode = true;
+        call.rpcs = 0;
+        call.deadline = now.saturating_add(self.deadlines.call_ms);
+        let purpose = call.purpose.clone();
+        let status = call.status.clone();
+        self.stats.abandoned_calls += 1;
+        match status {
+            CallStatus::HeldRpc(regs) => self.handle_rpc(reg, now, id, regs),
+            CallStatus::Sleeping { .. } | CallStatus::WaitingChild => {
+                self.notif_waiters.retain(|_, waiter| *waiter != id);
+                self.send_next(id);
+            }
+            CallStatus::InFlight(_) | CallStatus::WaitingThread { .. } => {}
+        }
+        Some(purpose)
     }
 
     /// After an ended call was served: frees its slot, and everyone waiting for a thread tries
@@ -305,17 +367,35 @@ impl CallEngine {
         }
     }
 
-    /// Calls whose timer is due: (call, true when its deadline passed and it must end).
-    pub fn due_calls(&self, now: Millis) -> Vec<(CallId, bool)> {
+    /// Calls whose timer is due: (call, how it ends when its deadline passed, `None` when it
+    /// is only to be resent). A call that never got a thread ends with `Deadline`; one that
+    /// may be inside the secure world is `Abandoned`.
+    pub fn due_calls(&self, now: Millis) -> Vec<(CallId, Option<Outcome>)> {
         self.calls
             .iter()
             .filter_map(|(id, c)| match c.status {
-                CallStatus::WaitingThread { .. } if now >= c.deadline => Some((*id, true)),
-                CallStatus::WaitingThread { retry_at } if now >= retry_at => Some((*id, false)),
-                CallStatus::Sleeping { until } if now >= until => Some((*id, false)),
+                CallStatus::WaitingThread { .. } if now >= c.deadline => {
+                    Some((*id, Some(Outcome::Deadline)))
+                }
+                _ if now >= c.deadline => Some((*id, Some(Outcome::Abandoned))),
+                CallStatus::WaitingThread { retry_at } if now >= retry_at => Some((*id, None)),
+                CallStatus::Sleeping { until } if now >= until => Some((*id, None)),
                 _ => None,
             })
             .collect()
+    }
+
+    /// Every outstanding call.
+    pub fn all_calls(&self) -> Vec<CallId> {
+        self.calls.keys().copied().collect()
+    }
+
+    /// Calls a client waits for (detached ones too: they still hold a slot).
+    pub fn calls_of(&self, client: ClientId) -> impl Iterator<Item = &Purpose> + '_ {
+        self.calls
+            .values()
+            .map(|c| &c.purpose)
+            .filter(move |p| p.reply_to().is_some_and(|r| r.client == client))
     }
 
     /// Calls with no SMC out (waiting for a thread, a timer or a child).
@@ -341,10 +421,12 @@ impl CallEngine {
     pub fn next_timeout(&self) -> Option<Millis> {
         self.calls
             .values()
-            .filter_map(|call| match call.status {
-                CallStatus::WaitingThread { retry_at } => Some(retry_at.min(call.deadline)),
-                CallStatus::Sleeping { until } => Some(until),
-                CallStatus::InFlight(_) | CallStatus::WaitingChild => None,
+            .map(|call| match call.status {
+                CallStatus::WaitingThread { retry_at } => retry_at.min(call.deadline),
+                CallStatus::Sleeping { until } => until.min(call.deadline),
+                CallStatus::InFlight(_) | CallStatus::WaitingChild | CallStatus::HeldRpc(_) => {
+                    call.deadline
+                }
             })
             .min()
     }

@@ -47,13 +47,15 @@ impl CallEngine {
         regs: Regs,
     ) {
         let orphan = self.calls.get(&id).is_some_and(|c| c.orphan_mode);
+        // A detached call is this incarnation's own: its buffers are freed as they come back.
+        let detached = self.calls.get(&id).is_some_and(|c| c.answered);
         let mut answer = rpc_answer(&regs);
         match RpcRequest::decode(&regs) {
             Some(RpcRequest::Alloc { size }) => {
                 // An orphan's allocation is refused: nothing of this incarnation may be tied to it.
                 answer[1] = 0;
                 answer[2] = 0;
-                if !orphan {
+                if !orphan && self.private_buffer_allowed(reg, size) {
                     if let Some((cookie, pa)) = reg.alloc_private(size) {
                         (answer[1], answer[2]) = split_u64(pa);
                         (answer[4], answer[5]) = split_u64(cookie);
@@ -66,7 +68,7 @@ impl CallEngine {
                 }
             }
             Some(RpcRequest::Free { cookie }) => {
-                if !orphan {
+                if !orphan || detached {
                     let registered = reg.private.get(&cookie).is_some_and(|b| b.registered);
                     if registered && self.unregister_private(reg, now, id, cookie, answer) {
                         return;
@@ -81,7 +83,7 @@ impl CallEngine {
                         CmdOutcome::Sleep { until } => Some(until),
                         CmdOutcome::WaitNotification { key } => {
                             self.notif_waiters.insert(key, id);
-                            Some(now + self.deadlines.notification_ms)
+                            Some(now.saturating_add(self.deadlines.notification_ms))
                         }
                     };
                     if let Some(until) = wait {
@@ -90,9 +92,33 @@ impl CallEngine {
                     }
                 }
             }
-            Some(RpcRequest::ForeignIntr) | None => {}
+            Some(RpcRequest::ForeignIntr) => {}
+            None => {
+                // Nothing to give: the answer a refused ALLOC gets, zeros where a result goes.
+                self.stats.unknown_rpcs += 1;
+                tracing::warn!(rpc = regs[0] as u32, "unknown RPC function; answered empty");
+                answer[1] = 0;
+                answer[2] = 0;
+            }
         }
         self.resume_with(id, answer);
+    }
+
+    /// Whether the secure world may have another private buffer of `size` bytes (see
+    /// [`crate::config::Bounds`]); a refusal is counted and logged.
+    fn private_buffer_allowed<M: PhysMem>(&mut self, reg: &Registry<M>, size: u64) -> bool {
+        let bounds = self.bounds;
+        let allowed =
+            size <= bounds.max_rpc_buffer_bytes && reg.private.len() < bounds.max_private_buffers;
+        if !allowed {
+            self.stats.refused_rpc_buffers += 1;
+            tracing::warn!(
+                size,
+                held = reg.private.len(),
+                "secure world asked for an oversized or one buffer too many; refused"
+            );
+        }
+        allowed
     }
 
     /// Runs an RPC command in place and says when the thread may be resumed.
@@ -124,8 +150,11 @@ impl CallEngine {
                 }
                 .into();
             }
+            // The call's deadline ends an absurd sleep; the sum only must not overflow.
             (rpc_cmd::SUSPEND, Some(Param::Value { a, .. })) => {
-                wake = CmdOutcome::Sleep { until: now + a }
+                wake = CmdOutcome::Sleep {
+                    until: now.saturating_add(a),
+                }
             }
             (
                 rpc_cmd::NOTIFICATION,
@@ -151,7 +180,13 @@ impl CallEngine {
                 self.notify(key);
             }
             (rpc_cmd::SHM_ALLOC, Some(Param::Value { b: size, .. })) => {
-                match reg.alloc_private(size) {
+                let allowed = self.private_buffer_allowed(reg, size);
+                let got = if allowed {
+                    reg.alloc_private(size)
+                } else {
+                    None
+                };
+                match got {
                     Some((shm_cookie, pa)) => {
                         arg.params[0] = Param::Tmem {
                             dir: Direction::Out,
