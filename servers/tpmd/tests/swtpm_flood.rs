@@ -21,8 +21,10 @@ use swtpm_support::tools::{stdout, tpm2_tool, unix_tcti};
 use tpmd::swtpm::hosted::MAX_DATA_CONNECTIONS;
 
 const FLOOD: usize = 3_000;
-/// The issue asks for a second; a few allow for a loaded machine. The figure is printed.
-const ANSWER_BOUND: Duration = Duration::from_secs(3);
+/// The acceptance bound: answered within a second at all (measured here: tens of
+/// milliseconds, tool start-up included). A functional bound, not a benchmark; the figure is
+/// printed.
+const ANSWER_BOUND: Duration = Duration::from_secs(1);
 
 /// A stack with the swtpm front-end in its own state directory, brought down on drop.
 struct Stack {
