@@ -213,6 +213,31 @@ impl FramedStream {
     }
 }
 
+/// Accepts the next waiting connection on a non-blocking listener, as a framed stream of
+/// tee-proto frames. `None` once no connection waits (an accept failure is logged and also
+/// ends the round: the listener stays readable and is tried again next turn). `what` names
+/// the listener in logs.
+pub fn accept_framed(
+    listener: &std::os::unix::net::UnixListener,
+    what: &str,
+) -> Option<FramedStream> {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                tracing::warn!(%error, what, "accept failed");
+                return None;
+            }
+        };
+        match FramedStream::new(stream, FRAME_MAX) {
+            Ok(connection) => return Some(connection),
+            Err(error) => tracing::warn!(%error, what, "accepted connection unusable"),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

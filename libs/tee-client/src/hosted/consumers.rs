@@ -11,12 +11,11 @@ use std::vec::Vec;
 use crate::config::Millis;
 use crate::ConsumerId;
 use nix::sys::socket::{getsockopt, sockopt};
-use tee_proto::FRAME_MAX;
 
 use tee_rt::event::{Interest, PollSet, Token};
 use tee_rt::stream::slots::{Activity, Admission, SlotLimits, Slots};
 use tee_rt::stream::turns::Turns;
-use tee_rt::stream::{FramedStream, StreamError};
+use tee_rt::stream::{accept_framed, FramedStream, StreamError};
 
 /// Most consumer connections served at once. Each costs a descriptor and a poll entry; a
 /// server has a handful of real consumers, so when the slots run out the stalest one is
@@ -162,23 +161,11 @@ impl Consumers {
         let Some(kind) = self.listeners.get(index).map(|listener| listener.kind) else {
             return evicted;
         };
-        while let Some(listener) = self.listeners.get(index) {
-            let stream = match listener.socket.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    break;
-                }
-            };
-            let connection = match FramedStream::new(stream, FRAME_MAX) {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tracing::warn!(%error, "consumer connection unusable");
-                    continue;
-                }
-            };
+        while let Some(connection) = self
+            .listeners
+            .get(index)
+            .and_then(|listener| accept_framed(&listener.socket, "consumer"))
+        {
             let id = ConsumerId(self.next_id);
             match self.slots.admit(now, id) {
                 Admission::Admitted => {}

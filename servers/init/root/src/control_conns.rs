@@ -5,14 +5,13 @@
 //! trickling bytes therefore costs init a read per byte and nothing else.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixListener;
 
 use serde::Serialize;
-use tee_proto::{Frame, FRAME_MAX};
+use tee_proto::Frame;
 use tee_rt::stream::slots::{Activity, Admission, SlotLimits, Slots};
-use tee_rt::stream::FramedStream;
+use tee_rt::stream::{accept_framed, FramedStream};
 
 /// Most teectl connections at once: an operator runs a few; past it the stalest idle one is
 /// evicted for a newcomer, and a newcomer is closed only when every one waits on init.
@@ -70,23 +69,7 @@ impl ControlConns {
 
     /// Accepts every pending connection on the (non-blocking) control listener.
     pub fn accept(&mut self, now: u64, listener: &UnixListener) {
-        loop {
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "control accept failed");
-                    return;
-                }
-            };
-            let conn = match FramedStream::new(stream, FRAME_MAX) {
-                Ok(conn) => conn,
-                Err(error) => {
-                    tracing::warn!(%error, "control connection unusable");
-                    continue;
-                }
-            };
+        while let Some(conn) = accept_framed(listener, "control") {
             let id = self.next;
             match self.slots.admit(now, id) {
                 Admission::Admitted => {}
