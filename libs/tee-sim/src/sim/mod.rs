@@ -93,9 +93,14 @@ pub struct Sim {
     pub(crate) script_bnxt_answers: Vec<tee_proto::bnxt::BnxtResponse>,
     /// Whether the teed incarnation that ended last had served and completed its shutdown.
     pub(crate) ended_teed: Option<bool>,
+    /// The typed errors teed answered each client with since the last boot began (the first
+    /// [`MAX_REFUSALS`]).
+    pub(crate) refusals: Vec<(ServerKind, tee_proto::WireError)>,
 }
 
 const TRAIL: usize = 60;
+/// Refusals kept per boot (the first ones; a client retrying for a whole boot adds no more).
+pub(crate) const MAX_REFUSALS: usize = 256;
 /// Steps one operation may take before the run counts as hung.
 pub const STEPS_PER_OP: u64 = 50_000;
 
@@ -134,6 +139,7 @@ impl Sim {
             ended_teed: None,
             script_answers: Vec::new(),
             script_bnxt_answers: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -177,6 +183,7 @@ impl Sim {
         if let Some(kind) = self.pending_boot.take() {
             self.stats.boots += 1;
             self.note(format!("boot {kind:?}"));
+            self.refusals.clear();
             self.tpm_consumer.new_boot();
             self.nic.new_boot();
             self.init.boot(self.now, kind);

@@ -387,6 +387,11 @@ impl Sim {
             };
         }
         self.checker.watch_reply(id, &frame.body);
+        if let TeedResponse::Error(error) = frame.body {
+            if self.refusals.len() < super::MAX_REFUSALS {
+                self.refusals.push((id.kind, error));
+            }
+        }
         if let Some(p) = self.tpmd.as_mut().filter(|p| p.id == id) {
             p.core.handle_teed(now, &mut ram, frame);
         } else if let Some(p) = self.bnxtd.as_mut().filter(|p| p.id == id) {
