@@ -61,6 +61,15 @@ impl Default for Faults {
     }
 }
 
+/// Deliberately broken behaviours of the simulator itself, all off by default: tests turn one
+/// on to show that the checks catch what they claim to (a run with a break must fail, and
+/// replay from its seed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breaks {
+    /// Every answer of tpmd reaches its consumer as a typed error: a TPM that always fails.
+    pub tpm_always_fails: bool,
+}
+
 /// One simulation run.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -73,6 +82,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Check the invariants that hold only with every fix of the series in place.
     pub expect_fixed: bool,
+    /// Broken behaviours of the simulator, for tests of the checks; none by default.
+    pub breaks: Breaks,
 }
 
 impl SimConfig {
@@ -87,6 +98,7 @@ impl SimConfig {
             secure: SecureConfig::default(),
             faults: Faults::default(),
             expect_fixed: true,
+            breaks: Breaks::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod consumers;
+pub mod finish;
 mod grants;
 mod invariants;
 pub mod net;
@@ -22,7 +23,7 @@ use tee_proto::lifecycle::{BootKind, ServerKind};
 use teed::Teed;
 use teesys_init::Supervisor;
 
-pub use self::config::{Faults, SimConfig, Weights};
+pub use self::config::{Breaks, Faults, SimConfig, Weights};
 use self::consumers::{NicDriver, TpmConsumer};
 use self::invariants::Checker;
 use self::net::Net;
@@ -51,6 +52,8 @@ pub struct SimStats {
     pub kills: u64,
     pub hostile_frames: u64,
     pub tpm_answers: u64,
+    /// TPM answers the consumer checked as correct (a successful Startup or GetRandom).
+    pub tpm_correct: u64,
     pub coredump_chunks: u64,
     pub orphans_resumed: u64,
     pub reclaimed: u64,
@@ -348,13 +351,6 @@ impl Sim {
         }
         self.drain_clients()?;
         Ok(true)
-    }
-
-    /// Ends the run: a last orderly kexec must leave nothing behind.
-    fn finish(&mut self) -> Result<(), SimFailure> {
-        self.stats.orphans_resumed = self.checker.orphans_resumed;
-        self.stats.reclaimed = self.checker.reclaimed;
-        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 use rand::Rng;
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerKind};
 use tee_proto::teed::{TeedRequest, TeedResponse};
+use tee_proto::tpm::{TpmError, TpmResponse};
 use tee_proto::{Frame, Header, WireError};
 use teed::{ClientId, Effect as TeedEffect, Teed};
 use teesys_init::{Effect as InitEffect, Transition};
@@ -189,7 +190,7 @@ impl Sim {
 
     fn transition(&mut self, transition: Transition) -> Result<(), SimFailure> {
         self.note(format!("transition {transition:?}"));
-        let checker = std::mem::replace(
+        let mut checker = std::mem::replace(
             &mut self.checker,
             super::invariants::Checker::new(false, self.cfg.teed.hardening),
         );
@@ -313,12 +314,16 @@ impl Sim {
                         .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
                 }
             }
-            (Channel::TpmdToConsumer, Message::TpmResponse(consumer, frame)) => {
+            (Channel::TpmdToConsumer, Message::TpmResponse(consumer, mut frame)) => {
                 self.stats.tpm_answers += 1;
+                if self.cfg.breaks.tpm_always_fails {
+                    frame.body = TpmResponse::Error(TpmError::TeeUnavailable);
+                }
                 if consumer == super::script::SCRIPT_CONSUMER {
                     self.script_answers.push(frame.body);
                 } else {
                     self.tpm_consumer.answer(frame).map_err(|m| self.fail(m))?;
+                    self.stats.tpm_correct = self.tpm_consumer.correct;
                 }
             }
             (Channel::NicToBnxtd, Message::BnxtRequest(consumer, frame)) => {
