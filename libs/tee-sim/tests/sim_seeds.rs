@@ -128,3 +128,33 @@ fn a_tpm_that_always_fails_does_not_pass() {
     let stats = Sim::run(SimConfig::new(failure.seed)).unwrap();
     assert!(stats.tpm_correct >= MIN_TPM_CORRECT, "{stats:?}");
 }
+
+/// The isolation check catches a forged request that reaches another client's session or
+/// buffer: broken on purpose, the simulator delivers forged frames labelled as the victim's own,
+/// so teed serves them and the forger gets something other than a refusal.
+#[test]
+fn a_forged_request_that_gets_through_is_caught_and_replays_from_its_seed() {
+    caught_and_replayed(
+        |seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.breaks.forged_requests_as_victim = true;
+            cfg
+        },
+        "isolation: a forged request got",
+    );
+}
+
+/// The cookie check catches a cookie used again within one secure-world lifetime: broken on
+/// purpose, the simulated conduit hands the secure world registrations under a cookie it
+/// already retired.
+#[test]
+fn a_reused_cookie_is_caught_and_replays_from_its_seed() {
+    caught_and_replayed(
+        |seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.breaks.reuse_retired_cookies = true;
+            cfg
+        },
+        "reused after it was unregistered",
+    );
+}

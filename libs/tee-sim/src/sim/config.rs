@@ -68,6 +68,11 @@ impl Default for Faults {
 pub struct Breaks {
     /// Every answer of tpmd reaches its consumer as a typed error: a TPM that always fails.
     pub tpm_always_fails: bool,
+    /// A forged request travels on the victim's own channel, as if the shell had labelled it
+    /// with the victim's identity: teed cannot tell it from the victim's own.
+    pub forged_requests_as_victim: bool,
+    /// The conduit rewrites a registration's cookie to one the secure world already retired.
+    pub reuse_retired_cookies: bool,
 }
 
 /// One simulation run.

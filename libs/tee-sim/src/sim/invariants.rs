@@ -60,6 +60,11 @@ impl Checker {
         self.known.get(&client).copied().unwrap_or_default()
     }
 
+    /// A cookie that left the secure world's registry in this lifetime, if any.
+    pub fn a_retired_cookie(&self) -> Option<u64> {
+        self.retired.first().copied()
+    }
+
     pub fn watch_reply(&mut self, client: ClientId, reply: &TeedResponse) {
         let entry = self.known.entry(client).or_default();
         match reply {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod consumers;
 pub mod finish;
 mod grants;
+mod hostile;
 mod invariants;
 pub mod net;
 pub mod script;

@@ -3,9 +3,9 @@
 
 use rand::Rng;
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerKind};
-use tee_proto::teed::{TeedRequest, TeedResponse};
+use tee_proto::teed::TeedResponse;
 use tee_proto::tpm::{TpmError, TpmResponse};
-use tee_proto::{Frame, Header, WireError};
+use tee_proto::{Frame, WireError};
 use teed::{ClientId, Effect as TeedEffect, Teed};
 use teesys_init::{Effect as InitEffect, Transition};
 use tpmd::ConsumerId;
@@ -13,9 +13,6 @@ use tpmd::ConsumerId;
 use super::grants;
 use super::net::{Channel, Message};
 use super::{ClientProc, Sim, SimFailure};
-
-/// Request ids the simulator uses for frames it forges.
-const HOSTILE_BASE: u32 = 0xF000_0000;
 
 /// Routes what a client core asks for onto the wires.
 fn drain_client<S: tee_client::engine::TaService>(
@@ -288,6 +285,9 @@ impl Sim {
                 self.deliver_to_client(id, frame)?;
             }
             (Channel::SmcCall, Message::Smc(token, regs)) => {
+                if self.cfg.breaks.reuse_retired_cookies {
+                    self.reuse_a_retired_cookie(&mut ram, &regs);
+                }
                 let out = self.secure.smc(&mut ram, regs);
                 if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
                     let arg = optee_abi::msg::MsgArg::read_from(
@@ -418,47 +418,5 @@ impl Sim {
             self.net
                 .push(Channel::NicToBnxtd, Message::BnxtRequest(1, frame));
         }
-    }
-
-    /// A client forges a request for the other client's session or buffer.
-    pub(crate) fn hostile_frame(&mut self) {
-        let (Some(t), Some(b)) = (self.tpmd.as_ref(), self.bnxtd.as_ref()) else {
-            return;
-        };
-        let (attacker, victim) = if self.rng.gen() {
-            (t.id, b.id)
-        } else {
-            (b.id, t.id)
-        };
-        let Some(generation) = self.teed.as_ref().map(|t| t.generation()) else {
-            return;
-        };
-        let (session, shm) = self.checker.known(victim);
-        let body = match (session, shm, self.rng.gen_range(0..3)) {
-            (_, Some(shm), 0) => TeedRequest::ShmFree { shm },
-            (Some(session), _, 1) => TeedRequest::CloseSession { session },
-            (Some(session), Some(shm), _) => TeedRequest::Invoke {
-                session,
-                func: 0,
-                cancel_id: 0,
-                params: heapless::Vec::from_slice(&[tee_proto::teed::Param::MemrefIn {
-                    shm,
-                    offset: 0,
-                    size: 16,
-                }])
-                .unwrap_or_default(),
-            },
-            _ => return,
-        };
-        self.stats.hostile_frames += 1;
-        let request_id = HOSTILE_BASE + self.stats.hostile_frames as u32;
-        self.note(format!("hostile {attacker} -> {body:?}"));
-        self.hostile_pending.push((attacker, request_id));
-        let frame = Frame {
-            header: Header::new(0, generation, request_id),
-            body,
-        };
-        self.net
-            .push(Channel::ClientToTeed(attacker), Message::TeedRequest(frame));
     }
 }
