@@ -4,7 +4,7 @@
 use optee_abi::msg::{cmd, MsgArg, Param as MsgParam, RawParam};
 use optee_abi::smc::{func, join_u32_pair, Regs};
 use rand::Rng;
-use tee_proto::teed::TeedRequest;
+use tee_proto::teed::{Param, TeedRequest};
 use tee_proto::{Frame, Header};
 
 use super::net::{Channel, Message};
@@ -15,7 +15,9 @@ use crate::ram::SharedRam;
 const HOSTILE_BASE: u32 = 0xF000_0000;
 
 impl Sim {
-    /// A client forges a request for the other client's session or buffer.
+    /// A client forges a request for the other client's session or buffer: frees the victim's
+    /// buffer, closes its session, or invokes with a memref into its buffer (through the
+    /// victim's session or its own).
     pub(crate) fn hostile_frame(&mut self) {
         let (Some(t), Some(b)) = (self.tpmd.as_ref(), self.bnxtd.as_ref()) else {
             return;
@@ -29,19 +31,31 @@ impl Sim {
             return;
         };
         let (session, shm) = self.checker.known(victim);
-        let body = match (session, shm, self.rng.gen_range(0..3)) {
-            (_, Some(shm), 0) => TeedRequest::ShmFree { shm },
-            (Some(session), _, 1) => TeedRequest::CloseSession { session },
-            (Some(session), Some(shm), _) => TeedRequest::Invoke {
+        let own_session = self.checker.known(attacker).0;
+        let memref_into = |shm| {
+            heapless::Vec::from_slice(&[Param::MemrefIn {
+                shm,
+                offset: 0,
+                size: 16,
+            }])
+            .unwrap_or_default()
+        };
+        let body = match (session, shm, own_session, self.rng.gen_range(0..4)) {
+            (_, Some(shm), _, 0) => TeedRequest::ShmFree { shm },
+            (Some(session), _, _, 1) => TeedRequest::CloseSession { session },
+            // Through the attacker's own session: only the buffer-owner check stands between it
+            // and the victim's buffer.
+            (_, Some(shm), Some(own), 3) => TeedRequest::Invoke {
+                session: own,
+                func: 0,
+                cancel_id: 0,
+                params: memref_into(shm),
+            },
+            (Some(session), Some(shm), _, _) => TeedRequest::Invoke {
                 session,
                 func: 0,
                 cancel_id: 0,
-                params: heapless::Vec::from_slice(&[tee_proto::teed::Param::MemrefIn {
-                    shm,
-                    offset: 0,
-                    size: 16,
-                }])
-                .unwrap_or_default(),
+                params: memref_into(shm),
             },
             _ => return,
         };
