@@ -113,6 +113,22 @@ fn every_run_ends_with_a_clean_orderly_kexec() {
     assert_eq!(failure.seed, 0, "caught on the very first seed");
 }
 
+/// The last kexec must complete its shutdown: when teed's acknowledgement is lost (broken on
+/// purpose), every earlier shutdown merely goes unchecked, but the last one fails the run.
+#[test]
+fn a_last_kexec_whose_shutdown_does_not_complete_fails_the_run() {
+    let failure = caught_and_replayed(
+        |seed| {
+            let mut cfg = SimConfig::new(seed);
+            cfg.faults.ops = 0;
+            cfg.breaks.lose_teed_shutdown_ack = true;
+            cfg
+        },
+        "the last orderly kexec did not complete its shutdown",
+    );
+    assert_eq!(failure.seed, 0, "caught on the very first seed");
+}
+
 /// A TPM whose every answer is a typed error (each acceptable on its own) does not pass a run.
 #[test]
 fn a_tpm_that_always_fails_does_not_pass() {

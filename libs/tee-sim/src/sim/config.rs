@@ -73,6 +73,8 @@ pub struct Breaks {
     pub forged_requests_as_victim: bool,
     /// The conduit rewrites a registration's cookie to one the secure world already retired.
     pub reuse_retired_cookies: bool,
+    /// teed's shutdown acknowledgement never reaches init: no shutdown completes.
+    pub lose_teed_shutdown_ack: bool,
 }
 
 /// One simulation run.

@@ -2,7 +2,7 @@
 //! running SMCs on the secure world, and the transitions between boots.
 
 use rand::Rng;
-use tee_proto::lifecycle::{BootKind, InitRequest, ServerKind};
+use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
 use tee_proto::teed::TeedResponse;
 use tee_proto::tpm::{TpmError, TpmResponse};
 use tee_proto::{Frame, WireError};
@@ -272,6 +272,13 @@ impl Sim {
                 self.deliver_init(now, server, frame);
             }
             (Channel::ToInit(server), Message::Event(frame)) => {
+                if self.cfg.breaks.lose_teed_shutdown_ack
+                    && server == ServerKind::Teed
+                    && matches!(frame.body, ServerEvent::ShutdownAck(_))
+                {
+                    self.note("break: teed's shutdown ack lost".into());
+                    return Ok(());
+                }
                 self.note(format!("{server:?} -> init {:?}", frame.body));
                 self.init.handle_event(now, server, frame);
                 self.drain_init()?;
