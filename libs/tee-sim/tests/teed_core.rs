@@ -3,10 +3,12 @@
 
 use optee_abi::teec;
 use optee_abi::uuid::{BNXT_TA, FTPM_TA};
+use secure_world::ta::ftpm::SUBMIT_COMMAND as FTPM_SUBMIT_COMMAND;
 use secure_world::Config as SecureConfig;
 use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind, ShutdownReason};
 use tee_proto::teed::{Param, ParamOut, TeedResponse};
 use tee_proto::WireError;
+use tee_sim::sim::consumers::TPM_STARTUP_CLEAR;
 use tee_sim::TeedHarness;
 use teed::{ClientId, Hardening, TeedConfig};
 
@@ -143,15 +145,15 @@ fn clients_reach_only_their_own_sessions_buffers_and_tas() {
         h.free(TPMD, shm).unwrap(),
         TeedResponse::Error(WireError::Denied)
     );
-    // A memref into someone else's buffer is refused before any SMC.
-    let (own, _) = shm_of(h.alloc(TPMD, 8192).unwrap());
+    // Through bnxtd's session, a memref into bnxtd's buffer is refused before any SMC (the
+    // session check answers first: see the next test for the buffer-owner check).
+    shm_of(h.alloc(TPMD, 8192).unwrap());
     let before = h.smcs;
     let steal = [Param::MemrefIn {
         shm,
         offset: 0,
         size: 16,
     }];
-    let _ = own;
     assert_eq!(
         h.invoke(TPMD, session, 0, &steal).unwrap(),
         TeedResponse::Error(WireError::Denied)
@@ -184,6 +186,124 @@ fn clients_reach_only_their_own_sessions_buffers_and_tas() {
         .unwrap(),
         TeedResponse::Error(WireError::Denied)
     );
+}
+
+/// The buffer-owner check on its own: tpmd invokes the fTPM through its *own* session (so the
+/// session check passes) with a memref naming bnxtd's buffer. teed refuses with `Denied` before
+/// any SMC, and bnxtd's buffer keeps its contents. The same call with tpmd's own buffer in that
+/// place reaches the TA and gets its answer written: only the buffer's owner differs.
+#[test]
+fn a_memref_into_another_clients_buffer_is_refused_by_the_owner_check() {
+    use optee_abi::mem::PhysMem;
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    session_of(h.open(BNXTD, BNXT_TA).unwrap());
+    let (victim, victim_pa) = shm_of(h.alloc(BNXTD, 8192).unwrap());
+    let pattern: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    h.ram.write(victim_pa, &pattern).unwrap();
+
+    let own_session = session_of(h.open(TPMD, FTPM_TA).unwrap());
+    let (own, own_pa) = shm_of(h.alloc(TPMD, 8192).unwrap());
+    h.ram.write(own_pa, &TPM_STARTUP_CLEAR).unwrap();
+    let command = Param::MemrefIn {
+        shm: own,
+        offset: 0,
+        size: 12,
+    };
+    let denied = TeedResponse::Error(WireError::Denied);
+    let before = h.smcs;
+    // The TA would write its response into p1: bnxtd's buffer.
+    let write_into_victim = [
+        command,
+        Param::MemrefInOut {
+            shm: victim,
+            offset: 0,
+            size: 4096,
+        },
+    ];
+    assert_eq!(
+        h.invoke(TPMD, own_session, FTPM_SUBMIT_COMMAND, &write_into_victim)
+            .unwrap(),
+        denied
+    );
+    // The TA would read its command from bnxtd's buffer.
+    let read_from_victim = [
+        Param::MemrefIn {
+            shm: victim,
+            offset: 0,
+            size: 12,
+        },
+        Param::MemrefInOut {
+            shm: own,
+            offset: 4096,
+            size: 4096,
+        },
+    ];
+    assert_eq!(
+        h.invoke(TPMD, own_session, FTPM_SUBMIT_COMMAND, &read_from_victim)
+            .unwrap(),
+        denied
+    );
+    for output in [
+        Param::MemrefOut {
+            shm: victim,
+            offset: 0,
+            size: 16,
+        },
+        Param::MemrefIn {
+            shm: victim,
+            offset: 0,
+            size: 16,
+        },
+    ] {
+        assert_eq!(
+            h.invoke(TPMD, own_session, FTPM_SUBMIT_COMMAND, &[command, output])
+                .unwrap(),
+            denied
+        );
+    }
+    assert_eq!(h.smcs, before, "refused before any SMC");
+    // A buffer nobody owns is not found: the refusal above is about whose buffer it is.
+    let unknown = [
+        command,
+        Param::MemrefInOut {
+            shm: victim.wrapping_add(1000),
+            offset: 0,
+            size: 4096,
+        },
+    ];
+    assert_eq!(
+        h.invoke(TPMD, own_session, FTPM_SUBMIT_COMMAND, &unknown)
+            .unwrap(),
+        TeedResponse::Error(WireError::NotFound)
+    );
+    let mut now = vec![0u8; 8192];
+    h.ram.read(victim_pa, &mut now).unwrap();
+    assert!(now == pattern, "bnxtd's buffer is untouched");
+
+    // The control: tpmd's own buffer in p1, through the same session, reaches the TA, which
+    // writes TPM2_Startup's response there.
+    let into_own = [
+        command,
+        Param::MemrefInOut {
+            shm: own,
+            offset: 4096,
+            size: 4096,
+        },
+    ];
+    match h
+        .invoke(TPMD, own_session, FTPM_SUBMIT_COMMAND, &into_own)
+        .unwrap()
+    {
+        TeedResponse::Invoked { ret, .. } => assert_eq!(ret, teec::SUCCESS),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.smcs > before, "the control reached the secure world");
+    let mut response = [0u8; 10];
+    h.ram.read(own_pa + 4096, &mut response).unwrap();
+    assert_eq!(response[..2], [0x80, 0x01], "a TPM response: {response:x?}");
+    h.ram.read(victim_pa, &mut now).unwrap();
+    assert!(now == pattern, "bnxtd's buffer is still untouched");
 }
 
 #[test]

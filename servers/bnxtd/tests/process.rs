@@ -8,7 +8,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tee_proto::bnxt::{BnxtError, BnxtRequest, BnxtResponse};
 use tee_proto::grants::ClientGrants;
@@ -217,22 +217,26 @@ fn bnxtd_follows_a_teed_restart_to_its_new_endpoint() {
         .unwrap();
     drop(endpoint);
 
-    // The window at 6 MiB is not cached: it must come through the successor.
+    // The window at 6 MiB is not cached: it must come through the successor. Until bnxtd has
+    // moved to it, a request may be answered "retry" (the call in flight to the old teed was
+    // lost, or the old session is unknown to the new one); each retry waits on bnxtd's answer,
+    // and the whole move is bounded by one deadline.
     let (offset, size) = (6 << 20, 4096);
-    let mut answered = None;
-    for _ in 0..20 {
+    let deadline = Instant::now() + WAIT;
+    let mut retries = 0u32;
+    let data = loop {
         match nic.request(BnxtRequest::CopyCoredump { offset, size }) {
-            BnxtResponse::Coredump { data, .. } => {
-                answered = Some(data);
-                break;
-            }
+            BnxtResponse::Coredump { data, .. } => break data,
             BnxtResponse::Error(error) if error.is_retryable() => {
-                std::thread::sleep(Duration::from_millis(50));
+                retries += 1;
+                assert!(
+                    Instant::now() < deadline,
+                    "bnxtd did not serve again within {WAIT:?} of the restart ({retries} retries)"
+                );
             }
             other => panic!("unexpected answer after the restart: {other:?}"),
         }
-    }
-    let data = answered.expect("bnxtd served again after the restart");
+    };
     assert_eq!(data.as_slice(), expected_chunk(offset, size).as_slice());
     let ServerEvent::Status(status) = teed
         .ask(successor, 3, InitRequest::Status, &[], WAIT)

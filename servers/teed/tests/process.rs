@@ -21,6 +21,10 @@ use tee_test_support::hosted::{
     descriptor_census, recv_frame_within, SecureWorldProcess, ServerProcess, COLD_BOOT,
 };
 use tee_test_support::secure_world::ta::bnxt::COPY_COREDUMP;
+use tee_test_support::secure_world::ta::ftpm::SUBMIT_COMMAND as FTPM_SUBMIT_COMMAND;
+
+/// TPM2_Startup(SU_CLEAR).
+const TPM_STARTUP_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0];
 
 const RAM_SIZE: u64 = 64 << 20;
 const WAIT: Duration = Duration::from_secs(15);
@@ -271,7 +275,8 @@ fn connect(init: &mut Init<'_>, kind: ServerKind) -> FakeClient {
 }
 
 /// Owner isolation through the real process: tpmd's endpoint cannot open the BNXT TA, use
-/// bnxtd's session, free bnxtd's buffer or point a memref into it — each a typed `Denied`.
+/// bnxtd's session, free bnxtd's buffer or point a memref into it (even through its own
+/// session) — each a typed `Denied`, bnxtd's buffer untouched.
 #[test]
 fn a_client_cannot_reach_another_clients_session_or_buffer() {
     let (world, teed) = start("teed-isolation");
@@ -290,8 +295,9 @@ fn a_client_cannot_reach_another_clients_session_or_buffer() {
     }) else {
         panic!("bnxtd's session not opened");
     };
-    let TeedResponse::ShmAllocated { shm, .. } =
-        bnxtd.request(TeedRequest::ShmAlloc { size: 8192 })
+    let TeedResponse::ShmAllocated {
+        shm, pa: victim_pa, ..
+    } = bnxtd.request(TeedRequest::ShmAlloc { size: 8192 })
     else {
         panic!("bnxtd's buffer not allocated");
     };
@@ -316,6 +322,77 @@ fn a_client_cannot_reach_another_clients_session_or_buffer() {
         params: steal,
     };
     assert_eq!(tpmd.request(invoke), denied);
+
+    // The buffer-owner check on its own: through tpmd's *own* fTPM session (the session check
+    // passes), a memref naming bnxtd's buffer is refused, and bnxtd's buffer keeps its bytes.
+    let TeedResponse::SessionOpened {
+        session: own_session,
+    } = tpmd.request(TeedRequest::OpenSession {
+        ta: *uuid::FTPM_TA.as_bytes(),
+        login: Login::Public,
+    })
+    else {
+        panic!("tpmd's own session not opened");
+    };
+    let TeedResponse::ShmAllocated {
+        shm: own,
+        pa: own_pa,
+        ..
+    } = tpmd.request(TeedRequest::ShmAlloc { size: 8192 })
+    else {
+        panic!("tpmd's buffer not allocated");
+    };
+    let mut ram = world.map_ram().unwrap();
+    let pattern: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    ram.write(victim_pa, &pattern).unwrap();
+    ram.write(own_pa, &TPM_STARTUP_CLEAR).unwrap();
+    let submit = |response: Param| {
+        let mut params = heapless::Vec::new();
+        params
+            .push(Param::MemrefIn {
+                shm: own,
+                offset: 0,
+                size: TPM_STARTUP_CLEAR.len() as u32,
+            })
+            .unwrap();
+        params.push(response).unwrap();
+        TeedRequest::Invoke {
+            session: own_session,
+            func: FTPM_SUBMIT_COMMAND,
+            cancel_id: 0,
+            params,
+        }
+    };
+    let into_victim = Param::MemrefInOut {
+        shm,
+        offset: 0,
+        size: 4096,
+    };
+    assert_eq!(tpmd.request(submit(into_victim)), denied);
+    let mut now = vec![0u8; pattern.len()];
+    ram.read(victim_pa, &mut now).unwrap();
+    assert!(now == pattern, "bnxtd's buffer is untouched");
+    // The control: the same call with tpmd's own buffer for the response reaches the TA.
+    let into_own = Param::MemrefInOut {
+        shm: own,
+        offset: 4096,
+        size: 4096,
+    };
+    let answer = tpmd.request(submit(into_own));
+    let TeedResponse::Invoked { ret, .. } = answer else {
+        panic!("the control call failed: {answer:?}");
+    };
+    assert_eq!(ret, optee_abi::teec::SUCCESS);
+    let mut response = [0u8; 2];
+    ram.read(own_pa + 4096, &mut response).unwrap();
+    assert_eq!(
+        response,
+        [0x80, 0x01],
+        "a TPM response in tpmd's own buffer"
+    );
+    ram.read(victim_pa, &mut now).unwrap();
+    assert!(now == pattern, "bnxtd's buffer is still untouched");
+
     assert_eq!(tpmd.request(TeedRequest::ShmFree { shm }), denied);
     assert_eq!(tpmd.request(TeedRequest::CloseSession { session }), denied);
     // bnxtd still owns both.

@@ -12,16 +12,15 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tee_proto::tpm::TpmError;
 use tpmd::swtpm::hosted::SwtpmFrontEnd;
-use tpmd::ConsumerId;
 
 mod swtpm_support;
 use swtpm_support::tools::{ensure_tool, stdout, tcp_tcti, tpm2_tool, unix_tcti};
 use swtpm_support::{
-    serve, Backend, FailingTpmd, Scratch, ScriptedTpm, Served, CC_GET_RANDOM, CC_STARTUP,
+    serve, Backend, FailingTpmd, Gone, Scratch, ScriptedTpm, Served, CC_GET_RANDOM, CC_STARTUP,
 };
 
 /// The hosted front-end on `<dir>/swtpm.sock` and `<dir>/swtpm.sock.ctrl`, served by a test
@@ -31,7 +30,7 @@ struct TestServer {
     control_path: PathBuf,
     tcp_port: u16,
     codes: Arc<Mutex<Vec<u32>>>,
-    gone: Arc<Mutex<Vec<ConsumerId>>>,
+    gone: Arc<Gone>,
     _served: Served,
     _dir: Scratch,
 }
@@ -43,11 +42,7 @@ impl TestServer {
         TestServer::start(tpm, codes, gone)
     }
 
-    fn start(
-        backend: impl Backend,
-        codes: Arc<Mutex<Vec<u32>>>,
-        gone: Arc<Mutex<Vec<ConsumerId>>>,
-    ) -> TestServer {
+    fn start(backend: impl Backend, codes: Arc<Mutex<Vec<u32>>>, gone: Arc<Gone>) -> TestServer {
         let dir = Scratch::new("swtpm-clients");
         let data_path = dir.0.join("swtpm.sock");
         let control_path = dir.0.join("swtpm.sock.ctrl");
@@ -151,12 +146,8 @@ fn tpm2_tools_run_commands_through_the_swtpm_tcti() {
     assert_eq!(server.codes(), vec![CC_STARTUP, CC_GET_RANDOM]);
     // tcti-swtpm opens a data connection per command, after one sanity connect per tool;
     // each is forgotten once closed.
-    let gone = || server.gone.lock().unwrap().len();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gone() < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(gone(), 4);
+    server.gone.wait_for(4, Duration::from_secs(5));
+    assert_eq!(server.gone.count(), 4);
 }
 
 #[test]
@@ -171,7 +162,7 @@ fn tpm2_tools_work_over_loopback_tcp_too() {
 #[test]
 fn without_a_tee_tpm2_tools_get_a_tpm_failure_instead_of_hanging() {
     let codes = Arc::new(Mutex::new(Vec::new()));
-    let gone = Arc::new(Mutex::new(Vec::new()));
+    let gone = Arc::new(Gone::default());
     let server = TestServer::start(FailingTpmd::new(TpmError::TeeUnavailable), codes, gone);
     let startup = tpm2_tool(&server.tcti(), "tpm2_startup", &["-c"]);
     assert!(!startup.status.success(), "{startup:?}");

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,12 @@ use tpmd::swtpm::hosted::SwtpmFrontEnd;
 use tpmd::ConsumerId;
 
 use common::{expected_response, tpm_command, Harness};
-use swtpm_support::{serve, Backend, Scratch, ScriptedTpm, Served};
+use swtpm_support::{serve, Backend, Gone, Scratch, ScriptedTpm, Served};
 
 /// The tpmd core, started against the fake teed, as the backend of the front-end.
 struct CoreBackend {
     harness: Harness,
-    gone: Arc<Mutex<Vec<ConsumerId>>>,
+    gone: Arc<Gone>,
 }
 
 impl Backend for CoreBackend {
@@ -42,13 +42,13 @@ impl Backend for CoreBackend {
 
     fn consumer_gone(&mut self, consumer: ConsumerId) {
         self.harness.core.consumer_gone(consumer);
-        self.gone.lock().unwrap().push(consumer);
+        self.gone.push(consumer);
     }
 }
 
 struct Stack {
     data_path: PathBuf,
-    gone: Arc<Mutex<Vec<ConsumerId>>>,
+    gone: Arc<Gone>,
     _served: Served,
     _dir: Scratch,
 }
@@ -66,7 +66,7 @@ fn front_end(dir: &Scratch) -> (SwtpmFrontEnd, PathBuf) {
 fn core_stack() -> Stack {
     let dir = Scratch::new("swtpm-hosted");
     let (front_end, data_path) = front_end(&dir);
-    let gone = Arc::new(Mutex::new(Vec::new()));
+    let gone = Arc::new(Gone::default());
     let backend = CoreBackend {
         harness: Harness::serving(),
         gone: Arc::clone(&gone),
@@ -152,12 +152,12 @@ fn tcti_style_connection_per_command_from_many_threads() {
         client.join().unwrap();
     }
     // Every connection is forgotten by the core once it closed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stack.gone.lock().unwrap().len() < (CONSUMERS * COMMANDS) as usize {
-        assert!(Instant::now() < deadline, "connections not released");
-        thread::sleep(Duration::from_millis(5));
-    }
-    let mut gone = stack.gone.lock().unwrap().clone();
+    let all = (CONSUMERS * COMMANDS) as usize;
+    assert!(
+        stack.gone.wait_for(all, Duration::from_secs(10)) >= all,
+        "connections not released"
+    );
+    let mut gone = stack.gone.list();
     gone.sort();
     gone.dedup();
     assert_eq!(
@@ -211,10 +211,9 @@ fn a_consumer_that_leaves_mid_command_is_forgotten() {
         .write_all(&tpm_command(0x4000_0000, &[1, 2, 3])[..7])
         .unwrap();
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stack.gone.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "consumer not released");
-        thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(stack.gone.lock().unwrap().len(), 1);
+    assert!(
+        stack.gone.wait_for(1, Duration::from_secs(5)) >= 1,
+        "consumer not released"
+    );
+    assert_eq!(stack.gone.count(), 1);
 }

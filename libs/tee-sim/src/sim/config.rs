@@ -61,6 +61,22 @@ impl Default for Faults {
     }
 }
 
+/// Deliberately broken behaviours of the simulator itself, all off by default: tests turn one
+/// on to show that the checks catch what they claim to (a run with a break must fail, and
+/// replay from its seed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breaks {
+    /// Every answer of tpmd reaches its consumer as a typed error: a TPM that always fails.
+    pub tpm_always_fails: bool,
+    /// A forged request travels on the victim's own channel, as if the shell had labelled it
+    /// with the victim's identity: teed cannot tell it from the victim's own.
+    pub forged_requests_as_victim: bool,
+    /// The conduit rewrites a registration's cookie to one the secure world already retired.
+    pub reuse_retired_cookies: bool,
+    /// teed's shutdown acknowledgement never reaches init: no shutdown completes.
+    pub lose_teed_shutdown_ack: bool,
+}
+
 /// One simulation run.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -73,6 +89,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Check the invariants that hold only with every fix of the series in place.
     pub expect_fixed: bool,
+    /// Broken behaviours of the simulator, for tests of the checks; none by default.
+    pub breaks: Breaks,
 }
 
 impl SimConfig {
@@ -87,6 +105,7 @@ impl SimConfig {
             secure: SecureConfig::default(),
             faults: Faults::default(),
             expect_fixed: true,
+            breaks: Breaks::default(),
         }
     }
 }

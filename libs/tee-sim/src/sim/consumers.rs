@@ -28,6 +28,8 @@ pub struct TpmConsumer {
     pending: BTreeMap<u32, TpmAsk>,
     pub answered: u64,
     pub errors: u64,
+    /// Answers checked as correct: a successful Startup or a well-formed GetRandom.
+    pub correct: u64,
 }
 
 impl TpmConsumer {
@@ -101,11 +103,15 @@ impl TpmConsumer {
             ));
         }
         match (ask, rc) {
-            (TpmAsk::Startup, TPM_RC_SUCCESS | TPM_RC_INITIALIZE) => self.started = true,
+            (TpmAsk::Startup, TPM_RC_SUCCESS | TPM_RC_INITIALIZE) => {
+                self.started = true;
+                self.correct += 1;
+            }
             (TpmAsk::GetRandom, TPM_RC_SUCCESS) => {
                 if bytes.len() != 28 || bytes[10..12] != [0, 16] {
                     return Err("tpm: GetRandom(16) answered with the wrong shape".into());
                 }
+                self.correct += 1;
             }
             // The TPM was reset under us (a new boot): start it again.
             (TpmAsk::GetRandom, TPM_RC_INITIALIZE) => self.started = false,

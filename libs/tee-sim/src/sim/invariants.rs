@@ -7,6 +7,8 @@
 //!   of: no leftover of an earlier boot or incarnation (the journal's promise).
 //! * A client never reaches another client's session or buffer (forged requests are denied).
 //! * Nothing hangs: every operation settles within a bounded number of steps.
+//! * Every run ends with an orderly kexec that completes and leaves nothing in the secure
+//!   world, after which the consumers get correct answers ([`super::finish`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +26,8 @@ pub(crate) struct Checker {
     known: BTreeMap<ClientId, (Option<u32>, Option<u32>)>,
     pub orphans_resumed: u64,
     pub reclaimed: u64,
+    /// The next transition must be a completed orderly kexec (the run's last).
+    strict_transition: bool,
 }
 
 impl Checker {
@@ -36,6 +40,7 @@ impl Checker {
             known: BTreeMap::new(),
             orphans_resumed: 0,
             reclaimed: 0,
+            strict_transition: false,
         }
     }
 
@@ -53,6 +58,11 @@ impl Checker {
     /// The last session and buffer teed gave a client, for forged requests.
     pub fn known(&self, client: ClientId) -> (Option<u32>, Option<u32>) {
         self.known.get(&client).copied().unwrap_or_default()
+    }
+
+    /// A cookie that left the secure world's registry in this lifetime, if any.
+    pub fn a_retired_cookie(&self) -> Option<u64> {
+        self.retired.first().copied()
     }
 
     pub fn watch_reply(&mut self, client: ClientId, reply: &TeedResponse) {
@@ -111,39 +121,84 @@ impl Checker {
     }
 
     /// Before the normal world goes: a completed orderly shutdown must leave nothing behind.
-    pub fn on_transition(&self, sim: &Sim, transition: Transition) -> Result<(), SimFailure> {
+    /// After [`Checker::expect_clean_transition`], the shutdown must also have completed.
+    pub fn on_transition(&mut self, sim: &Sim, transition: Transition) -> Result<(), SimFailure> {
+        let strict = std::mem::take(&mut self.strict_transition);
+        if strict {
+            return self.last_transition(sim, transition);
+        }
         if !(self.expect_fixed && self.hardening.sweep_on_shutdown)
             || transition == Transition::EnterCrashKernel
         {
             return Ok(());
         }
-        let view = sim.init.snapshot();
-        let Some(outcome) = view.last_shutdown.as_ref() else {
-            return Ok(());
-        };
-        let teed_acked = matches!(
-            outcome.server(tee_proto::lifecycle::ServerKind::Teed).result,
-            ShutdownResult::Acked { report, .. } if report.errors == 0
-        );
-        // Only a teed that served this boot can have released what this boot held; what a crashed
-        // world left stays until the next probe reclaims it.
-        // init stops every server before the transition: look at the teed that just ended.
-        let served = sim
-            .teed
-            .as_ref()
-            .map(|t| t.has_served() && t.is_stopped())
-            .or(sim.ended_teed)
-            .unwrap_or(false);
-        if !outcome.ipc || outcome.escalated_to_crash || !teed_acked || !served {
-            return Ok(());
+        match completed_shutdown(sim) {
+            Ok(()) => nothing_left(sim),
+            Err(_) => Ok(()),
         }
-        let stats = sim.secure.stats();
-        if stats.registrations + stats.sessions + stats.cached_buffers > 0 {
-            return Err(sim.fail(format!(
-                "completed shutdown left {} registrations, {} sessions, {} cached buffers",
-                stats.registrations, stats.sessions, stats.cached_buffers
-            )));
-        }
-        Ok(())
     }
+
+    /// The next transition is the run's last orderly kexec: it must complete and leave nothing.
+    pub fn expect_clean_transition(&mut self) {
+        self.strict_transition = true;
+    }
+
+    fn last_transition(&self, sim: &Sim, transition: Transition) -> Result<(), SimFailure> {
+        if transition != Transition::Kexec {
+            return Err(sim.fail(format!("the last orderly kexec became {transition:?}")));
+        }
+        completed_shutdown(sim).map_err(|why| {
+            sim.fail(format!(
+                "the last orderly kexec did not complete its shutdown: {why}"
+            ))
+        })?;
+        nothing_left(sim)
+    }
+}
+
+/// Whether the shutdown before this transition completed: the IPC ran, no crash took over,
+/// and a teed that served this boot acknowledged with nothing it failed to release. Only such
+/// a teed can have released what this boot held; what a crashed world left stays until the
+/// next probe reclaims it.
+fn completed_shutdown(sim: &Sim) -> Result<(), String> {
+    let view = sim.init.snapshot();
+    let Some(outcome) = view.last_shutdown.as_ref() else {
+        return Err("no shutdown ran".into());
+    };
+    let teed = outcome
+        .server(tee_proto::lifecycle::ServerKind::Teed)
+        .result;
+    let teed_acked = matches!(
+        teed,
+        ShutdownResult::Acked { report, .. } if report.errors == 0
+    );
+    // init stops every server before the transition: look at the teed that just ended.
+    let served = sim
+        .teed
+        .as_ref()
+        .map(|t| t.has_served() && t.is_stopped())
+        .or(sim.ended_teed)
+        .unwrap_or(false);
+    if !outcome.ipc || outcome.escalated_to_crash {
+        return Err(format!(
+            "ipc {}, escalated to a crash {}",
+            outcome.ipc, outcome.escalated_to_crash
+        ));
+    }
+    if !teed_acked || !served {
+        return Err(format!("teed {teed:?}, served and stopped {served}"));
+    }
+    Ok(())
+}
+
+/// The secure world holds no registration, session or cached buffer.
+fn nothing_left(sim: &Sim) -> Result<(), SimFailure> {
+    let stats = sim.secure.stats();
+    if stats.registrations + stats.sessions + stats.cached_buffers > 0 {
+        return Err(sim.fail(format!(
+            "completed shutdown left {} registrations, {} sessions, {} cached buffers",
+            stats.registrations, stats.sessions, stats.cached_buffers
+        )));
+    }
+    Ok(())
 }

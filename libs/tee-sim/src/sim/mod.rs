@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod consumers;
+pub mod finish;
 mod grants;
+mod hostile;
 mod invariants;
 pub mod net;
 pub mod script;
@@ -22,7 +24,7 @@ use tee_proto::lifecycle::{BootKind, ServerKind};
 use teed::Teed;
 use teesys_init::Supervisor;
 
-pub use self::config::{Faults, SimConfig, Weights};
+pub use self::config::{Breaks, Faults, SimConfig, Weights};
 use self::consumers::{NicDriver, TpmConsumer};
 use self::invariants::Checker;
 use self::net::Net;
@@ -51,6 +53,8 @@ pub struct SimStats {
     pub kills: u64,
     pub hostile_frames: u64,
     pub tpm_answers: u64,
+    /// TPM answers the consumer checked as correct (a successful Startup or GetRandom).
+    pub tpm_correct: u64,
     pub coredump_chunks: u64,
     pub orphans_resumed: u64,
     pub reclaimed: u64,
@@ -93,9 +97,14 @@ pub struct Sim {
     pub(crate) script_bnxt_answers: Vec<tee_proto::bnxt::BnxtResponse>,
     /// Whether the teed incarnation that ended last had served and completed its shutdown.
     pub(crate) ended_teed: Option<bool>,
+    /// The typed errors teed answered each client with since the last boot began (the first
+    /// [`MAX_REFUSALS`]).
+    pub(crate) refusals: Vec<(ServerKind, tee_proto::WireError)>,
 }
 
 const TRAIL: usize = 60;
+/// Refusals kept per boot (the first ones; a client retrying for a whole boot adds no more).
+pub(crate) const MAX_REFUSALS: usize = 256;
 /// Steps one operation may take before the run counts as hung.
 pub const STEPS_PER_OP: u64 = 50_000;
 
@@ -134,6 +143,7 @@ impl Sim {
             ended_teed: None,
             script_answers: Vec::new(),
             script_bnxt_answers: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -177,6 +187,7 @@ impl Sim {
         if let Some(kind) = self.pending_boot.take() {
             self.stats.boots += 1;
             self.note(format!("boot {kind:?}"));
+            self.refusals.clear();
             self.tpm_consumer.new_boot();
             self.nic.new_boot();
             self.init.boot(self.now, kind);
@@ -341,13 +352,6 @@ impl Sim {
         }
         self.drain_clients()?;
         Ok(true)
-    }
-
-    /// Ends the run: a last orderly kexec must leave nothing behind.
-    fn finish(&mut self) -> Result<(), SimFailure> {
-        self.stats.orphans_resumed = self.checker.orphans_resumed;
-        self.stats.reclaimed = self.checker.reclaimed;
-        Ok(())
     }
 }
 

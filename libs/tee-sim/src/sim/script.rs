@@ -174,6 +174,16 @@ impl Sim {
             .map(|s| s.outcome)
     }
 
+    /// The typed errors teed answered `server`'s requests with since the last boot began (the
+    /// first few hundred).
+    pub fn teed_refusals(&self, server: ServerKind) -> Vec<tee_proto::WireError> {
+        self.refusals
+            .iter()
+            .filter(|(kind, _)| *kind == server)
+            .map(|(_, error)| *error)
+            .collect()
+    }
+
     /// One record per transition so far.
     pub fn transitions(&self) -> &[TransitionRecord] {
         &self.transitions

@@ -2,9 +2,10 @@
 //! running SMCs on the secure world, and the transitions between boots.
 
 use rand::Rng;
-use tee_proto::lifecycle::{BootKind, InitRequest, ServerKind};
-use tee_proto::teed::{TeedRequest, TeedResponse};
-use tee_proto::{Frame, Header, WireError};
+use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
+use tee_proto::teed::TeedResponse;
+use tee_proto::tpm::{TpmError, TpmResponse};
+use tee_proto::{Frame, WireError};
 use teed::{ClientId, Effect as TeedEffect, Teed};
 use teesys_init::{Effect as InitEffect, Transition};
 use tpmd::ConsumerId;
@@ -12,9 +13,6 @@ use tpmd::ConsumerId;
 use super::grants;
 use super::net::{Channel, Message};
 use super::{ClientProc, Sim, SimFailure};
-
-/// Request ids the simulator uses for frames it forges.
-const HOSTILE_BASE: u32 = 0xF000_0000;
 
 /// Routes what a client core asks for onto the wires.
 fn drain_client<S: tee_client::engine::TaService>(
@@ -189,7 +187,7 @@ impl Sim {
 
     fn transition(&mut self, transition: Transition) -> Result<(), SimFailure> {
         self.note(format!("transition {transition:?}"));
-        let checker = std::mem::replace(
+        let mut checker = std::mem::replace(
             &mut self.checker,
             super::invariants::Checker::new(false, self.cfg.teed.hardening),
         );
@@ -274,6 +272,13 @@ impl Sim {
                 self.deliver_init(now, server, frame);
             }
             (Channel::ToInit(server), Message::Event(frame)) => {
+                if self.cfg.breaks.lose_teed_shutdown_ack
+                    && server == ServerKind::Teed
+                    && matches!(frame.body, ServerEvent::ShutdownAck(_))
+                {
+                    self.note("break: teed's shutdown ack lost".into());
+                    return Ok(());
+                }
                 self.note(format!("{server:?} -> init {:?}", frame.body));
                 self.init.handle_event(now, server, frame);
                 self.drain_init()?;
@@ -287,6 +292,9 @@ impl Sim {
                 self.deliver_to_client(id, frame)?;
             }
             (Channel::SmcCall, Message::Smc(token, regs)) => {
+                if self.cfg.breaks.reuse_retired_cookies {
+                    self.reuse_a_retired_cookie(&mut ram, &regs);
+                }
                 let out = self.secure.smc(&mut ram, regs);
                 if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
                     let arg = optee_abi::msg::MsgArg::read_from(
@@ -313,12 +321,16 @@ impl Sim {
                         .handle_consumer(now, &mut ram, ConsumerId(consumer), frame);
                 }
             }
-            (Channel::TpmdToConsumer, Message::TpmResponse(consumer, frame)) => {
+            (Channel::TpmdToConsumer, Message::TpmResponse(consumer, mut frame)) => {
                 self.stats.tpm_answers += 1;
+                if self.cfg.breaks.tpm_always_fails {
+                    frame.body = TpmResponse::Error(TpmError::TeeUnavailable);
+                }
                 if consumer == super::script::SCRIPT_CONSUMER {
                     self.script_answers.push(frame.body);
                 } else {
                     self.tpm_consumer.answer(frame).map_err(|m| self.fail(m))?;
+                    self.stats.tpm_correct = self.tpm_consumer.correct;
                 }
             }
             (Channel::NicToBnxtd, Message::BnxtRequest(consumer, frame)) => {
@@ -387,6 +399,11 @@ impl Sim {
             };
         }
         self.checker.watch_reply(id, &frame.body);
+        if let TeedResponse::Error(error) = frame.body {
+            if self.refusals.len() < super::MAX_REFUSALS {
+                self.refusals.push((id.kind, error));
+            }
+        }
         if let Some(p) = self.tpmd.as_mut().filter(|p| p.id == id) {
             p.core.handle_teed(now, &mut ram, frame);
         } else if let Some(p) = self.bnxtd.as_mut().filter(|p| p.id == id) {
@@ -408,47 +425,5 @@ impl Sim {
             self.net
                 .push(Channel::NicToBnxtd, Message::BnxtRequest(1, frame));
         }
-    }
-
-    /// A client forges a request for the other client's session or buffer.
-    pub(crate) fn hostile_frame(&mut self) {
-        let (Some(t), Some(b)) = (self.tpmd.as_ref(), self.bnxtd.as_ref()) else {
-            return;
-        };
-        let (attacker, victim) = if self.rng.gen() {
-            (t.id, b.id)
-        } else {
-            (b.id, t.id)
-        };
-        let Some(generation) = self.teed.as_ref().map(|t| t.generation()) else {
-            return;
-        };
-        let (session, shm) = self.checker.known(victim);
-        let body = match (session, shm, self.rng.gen_range(0..3)) {
-            (_, Some(shm), 0) => TeedRequest::ShmFree { shm },
-            (Some(session), _, 1) => TeedRequest::CloseSession { session },
-            (Some(session), Some(shm), _) => TeedRequest::Invoke {
-                session,
-                func: 0,
-                cancel_id: 0,
-                params: heapless::Vec::from_slice(&[tee_proto::teed::Param::MemrefIn {
-                    shm,
-                    offset: 0,
-                    size: 16,
-                }])
-                .unwrap_or_default(),
-            },
-            _ => return,
-        };
-        self.stats.hostile_frames += 1;
-        let request_id = HOSTILE_BASE + self.stats.hostile_frames as u32;
-        self.note(format!("hostile {attacker} -> {body:?}"));
-        self.hostile_pending.push((attacker, request_id));
-        let frame = Frame {
-            header: Header::new(0, generation, request_id),
-            body,
-        };
-        self.net
-            .push(Channel::ClientToTeed(attacker), Message::TeedRequest(frame));
     }
 }

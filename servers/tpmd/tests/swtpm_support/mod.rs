@@ -7,7 +7,7 @@ pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -34,8 +34,42 @@ pub trait Backend: Send + 'static {
 #[derive(Default)]
 pub struct ScriptedTpm {
     pub codes: Arc<Mutex<Vec<u32>>>,
-    pub gone: Arc<Mutex<Vec<ConsumerId>>>,
+    pub gone: Arc<Gone>,
     ready: Vec<(ConsumerId, Frame<TpmResponse>)>,
+}
+
+/// The consumers the front-end forgot, in order, with a condition tests wait on instead of
+/// sleeping.
+#[derive(Default)]
+pub struct Gone {
+    consumers: Mutex<Vec<ConsumerId>>,
+    changed: Condvar,
+}
+
+impl Gone {
+    pub fn push(&self, consumer: ConsumerId) {
+        self.consumers.lock().unwrap().push(consumer);
+        self.changed.notify_all();
+    }
+
+    /// The consumers gone so far.
+    pub fn list(&self) -> Vec<ConsumerId> {
+        self.consumers.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.consumers.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` consumers are gone, or `timeout` passed; returns how many are.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> usize {
+        let consumers = self.consumers.lock().unwrap();
+        let (consumers, _) = self
+            .changed
+            .wait_timeout_while(consumers, timeout, |gone| gone.len() < n)
+            .unwrap();
+        consumers.len()
+    }
 }
 
 pub fn scripted_response(command: &[u8]) -> Vec<u8> {
@@ -81,7 +115,7 @@ impl Backend for ScriptedTpm {
     }
 
     fn consumer_gone(&mut self, consumer: ConsumerId) {
-        self.gone.lock().unwrap().push(consumer);
+        self.gone.push(consumer);
     }
 }
 
