@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tee_proto::control::{ControlRequest, OpKind, OpOutcome, ServerLineState, StackPhase};
 use tee_proto::lifecycle::{BootKind, ServerKind};
+use teesys_init::RestartPolicy;
 use teesys_root::StatePaths;
 
 use super::live::Live;
@@ -40,6 +41,62 @@ const WARM_UP_OPS: [ControlRequest; 9] = [
     ControlRequest::Restart(ServerKind::Bnxtd),
 ];
 
+/// The driver's own kills of each server in the current boot. Past `max_restarts` deaths in
+/// `window_ms`, init gives a server up for the rest of the boot: its designed answer to a crash
+/// loop, with its own tests. A soak that drove a server there would test that instead of
+/// recovery (a 600 s soak once killed teed six times in three seconds), so a kill that would
+/// leave less than one death of the budget unused, counted over the window plus a second,
+/// becomes a kexec, which starts a new boot and a new budget.
+struct KillBudget {
+    policy: RestartPolicy,
+    kills: [Vec<Instant>; 3],
+}
+
+impl KillBudget {
+    fn new() -> KillBudget {
+        KillBudget {
+            policy: RestartPolicy::default(),
+            kills: Default::default(),
+        }
+    }
+
+    fn slot(kind: ServerKind) -> usize {
+        SERVERS.iter().position(|&k| k == kind).unwrap_or(0)
+    }
+
+    /// The request to send instead of `request`, and books it.
+    fn admit(&mut self, request: ControlRequest, summary: &mut SoakSummary) -> ControlRequest {
+        match request {
+            ControlRequest::Kill(kind) => {
+                let window = Duration::from_millis(self.policy.window_ms) + Duration::from_secs(1);
+                let allowed = usize::try_from(self.policy.max_restarts)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(1);
+                let kills = &mut self.kills[KillBudget::slot(kind)];
+                kills.retain(|at| at.elapsed() < window);
+                if kills.len() < allowed {
+                    kills.push(Instant::now());
+                    return request;
+                }
+                summary.kills_turned_kexec += 1;
+                self.new_boot();
+                ControlRequest::Kexec
+            }
+            ControlRequest::Kexec | ControlRequest::Reboot | ControlRequest::Crash { .. } => {
+                self.new_boot();
+                request
+            }
+            other => other,
+        }
+    }
+
+    fn new_boot(&mut self) {
+        for kills in &mut self.kills {
+            kills.clear();
+        }
+    }
+}
+
 fn in_crash_kernel(control: &mut Control) -> Result<bool, CliError> {
     Ok(control
         .status()?
@@ -59,6 +116,7 @@ pub fn soak_chaos(
 ) -> Result<SoakSummary, CliError> {
     let start = Instant::now();
     let mut summary = SoakSummary::default();
+    let mut budget = KillBudget::new();
     let live = if consumers {
         for request in WARM_UP_OPS {
             // Out of a crash kernel only by kexec.
@@ -83,7 +141,15 @@ pub fn soak_chaos(
     } else {
         None
     };
-    let chaos = chaos_steps(control, seconds, seed, consumers, &mut summary, output);
+    let chaos = chaos_steps(
+        control,
+        seconds,
+        seed,
+        consumers,
+        &mut summary,
+        &mut budget,
+        output,
+    );
     // Stopped before anything can fail the soak: no consumer outlives its report.
     let stopped = live.map(Live::stop);
     chaos?;
@@ -111,6 +177,7 @@ fn chaos_steps(
     seed: u64,
     consumers: bool,
     summary: &mut SoakSummary,
+    budget: &mut KillBudget,
     output: Output,
 ) -> Result<(), CliError> {
     let start = Instant::now();
@@ -133,6 +200,7 @@ fn chaos_steps(
                 _ => ControlRequest::Restart(SERVERS[rng.below(3) as usize]),
             }
         };
+        let request = budget.admit(request, summary);
         let label = format!("step {number}");
         step(control, summary, request, &label, consumers, output)?;
         if consumers {
@@ -202,4 +270,32 @@ fn step(
         OpKind::Down => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kills_stay_within_inits_restart_budget() {
+        let mut budget = KillBudget::new();
+        let mut summary = SoakSummary::default();
+        let teed = ControlRequest::Kill(ServerKind::Teed);
+        let allowed = RestartPolicy::default().max_restarts - 1;
+        for _ in 0..allowed {
+            assert_eq!(budget.admit(teed, &mut summary), teed);
+        }
+        // Another server has its own budget.
+        let tpmd = ControlRequest::Kill(ServerKind::Tpmd);
+        assert_eq!(budget.admit(tpmd, &mut summary), tpmd);
+        // One more teed kill would leave init no margin: a kexec, and a new boot's budget.
+        assert_eq!(budget.admit(teed, &mut summary), ControlRequest::Kexec);
+        assert_eq!(summary.kills_turned_kexec, 1);
+        assert_eq!(budget.admit(teed, &mut summary), teed);
+        let reboot = ControlRequest::Reboot;
+        assert_eq!(budget.admit(reboot, &mut summary), reboot);
+        for _ in 1..allowed {
+            assert_eq!(budget.admit(teed, &mut summary), teed);
+        }
+    }
 }

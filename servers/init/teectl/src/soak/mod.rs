@@ -82,6 +82,8 @@ pub struct SoakSummary {
     pub reboots: u32,
     pub crashes: u32,
     pub kills: u32,
+    /// Kills the chaos driver turned into kexecs to stay within init's restart budget.
+    pub kills_turned_kexec: u32,
     pub restarts: u32,
     pub invariant_checks: u32,
     pub leaks: Vec<String>,

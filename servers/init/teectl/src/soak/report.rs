@@ -25,7 +25,7 @@ pub fn human(summary: &SoakSummary) -> String {
         problems.extend(&live.problems);
     }
     text.push_str(&format!(
-        "soak: {} ({} steps: {} kexec, {} reboot, {} crash, {} kill, {} restart; \
+        "soak: {} ({} steps: {} kexec, {} reboot, {} crash, {} kill ({} turned kexec), {} restart; \
          {} invariant checks, {} recheck(s); {} leak(s), {} error(s); heap {:?}..{:?} B; {} ms)",
         verdict(summary.passed()),
         summary.steps,
@@ -33,6 +33,7 @@ pub fn human(summary: &SoakSummary) -> String {
         summary.reboots,
         summary.crashes,
         summary.kills,
+        summary.kills_turned_kexec,
         summary.restarts,
         summary.invariant_checks,
         summary.rechecks,
