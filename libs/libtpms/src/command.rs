@@ -11,6 +11,7 @@ pub const ST_SESSIONS: u16 = 0x8002;
 /// Command codes (`TPM_CC_*`).
 pub mod cc {
     pub const NV_DEFINE_SPACE: u32 = 0x12A;
+    pub const NV_INCREMENT: u32 = 0x134;
     pub const NV_WRITE: u32 = 0x137;
     pub const STARTUP: u32 = 0x144;
     pub const SHUTDOWN: u32 = 0x145;
@@ -28,6 +29,8 @@ pub mod rc {
     pub const INITIALIZE: u32 = 0x100;
     /// Startup when already started, or Startup(STATE) without a saved state.
     pub const FAILURE: u32 = 0x101;
+    /// An NV index read before it was ever written (a counter never incremented).
+    pub const NV_UNINITIALIZED: u32 = 0x14A;
     /// DA lockout.
     pub const LOCKOUT: u32 = 0x921;
     /// Try again (the first DA-protected authorisation after Startup gets it once).
@@ -54,6 +57,8 @@ pub const PT_LOCKOUT_COUNTER: u32 = 0x20E;
 pub mod nv_attr {
     pub const OWNERWRITE: u32 = 1 << 1;
     pub const AUTHWRITE: u32 = 1 << 2;
+    /// `TPM_NT_COUNTER` in the `TPM_NT` field (bits 7:4): an 8-byte monotonic counter.
+    pub const NT_COUNTER: u32 = 1 << 4;
     pub const OWNERREAD: u32 = 1 << 17;
     pub const AUTHREAD: u32 = 1 << 18;
     pub const NO_DA: u32 = 1 << 25;
@@ -205,6 +210,15 @@ pub fn nv_read(auth_handle: u32, index: u32, size: u16, offset: u16) -> Vec<u8> 
         .finish()
 }
 
+/// TPM2_NV_Increment of a counter index, authorised by `auth_handle` (the owner or the index).
+pub fn nv_increment(auth_handle: u32, index: u32) -> Vec<u8> {
+    Builder::new(ST_SESSIONS, cc::NV_INCREMENT)
+        .u32(auth_handle)
+        .u32(index)
+        .password_session(&[])
+        .finish()
+}
+
 /// TPM2_GetCapability(`capability`, `property`, `count`).
 pub fn get_capability(capability: u32, property: u32, count: u32) -> Vec<u8> {
     Builder::new(ST_NO_SESSIONS, cc::GET_CAPABILITY)
@@ -303,12 +317,56 @@ mod tests {
             nv_define_space(0x0150_0001, 8, nv_attr::OWNERWRITE),
             nv_write(RH_OWNER, 0x0150_0001, 0, b"abc"),
             nv_read(RH_OWNER, 0x0150_0001, 3, 0),
+            nv_increment(RH_OWNER, 0x0150_0001),
             get_capability(CAP_TPM_PROPERTIES, PT_LOCKOUT_COUNTER, 1),
             pcr_read_sha256(23),
         ] {
             let size = u32::from_be_bytes(command[2..6].try_into().unwrap()) as usize;
             assert_eq!(size, command.len());
         }
+    }
+
+    #[test]
+    fn nv_increment_matches_the_documented_bytes() {
+        assert_eq!(
+            nv_increment(RH_OWNER, 0x0150_0002),
+            [
+                0x80, 0x02, 0, 0, 0, 31, 0, 0, 0x01, 0x34, // header
+                0x40, 0, 0, 1, 0x01, 0x50, 0, 2, // owner, index
+                0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 0, 0, 0, // empty password session
+            ]
+        );
+    }
+
+    /// A counter index on a real TPM: unreadable until its first increment, then it counts
+    /// up by one per increment from wherever the TPM starts new counters.
+    #[test]
+    fn a_counter_index_counts_increments_on_a_real_tpm() {
+        fn run(tpm: &mut crate::Tpm, command: &[u8]) -> u32 {
+            response_code(&tpm.process(command).unwrap()).unwrap()
+        }
+        fn read(tpm: &mut crate::Tpm, index: u32) -> u64 {
+            let response = tpm.process(&nv_read(RH_OWNER, index, 8, 0)).unwrap();
+            let parsed = Response::parse(&response).unwrap();
+            assert_eq!(parsed.code, rc::SUCCESS);
+            u64::from_be_bytes(parsed.first_sized().unwrap().try_into().unwrap())
+        }
+        let mut tpm = crate::Tpm::manufacture().unwrap();
+        assert_eq!(run(&mut tpm, &startup(SU_CLEAR)), rc::SUCCESS);
+        let index = 0x0150_0003;
+        let attributes =
+            nv_attr::NT_COUNTER | nv_attr::OWNERWRITE | nv_attr::OWNERREAD | nv_attr::NO_DA;
+        let define = nv_define_space(index, 8, attributes);
+        assert_eq!(run(&mut tpm, &define), rc::SUCCESS);
+        let unread = run(&mut tpm, &nv_read(RH_OWNER, index, 8, 0));
+        assert_eq!(unread, rc::NV_UNINITIALIZED);
+        let increment = nv_increment(RH_OWNER, index);
+        assert_eq!(run(&mut tpm, &increment), rc::SUCCESS);
+        let first = read(&mut tpm, index);
+        for _ in 0..3 {
+            assert_eq!(run(&mut tpm, &increment), rc::SUCCESS);
+        }
+        assert_eq!(read(&mut tpm, index), first + 3);
     }
 
     #[test]

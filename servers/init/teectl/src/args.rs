@@ -104,12 +104,17 @@ pub enum SoakCommand {
         #[arg(long, default_value_t = 100)]
         cycles: u32,
     },
-    /// Random kill -9, kexec, crash and restart, checking invariants after every orderly step.
+    /// Random kill -9, kexec, crash, reset and restart, checking invariants after every orderly
+    /// step, with live consumers (TPM NV counter, GetRandom, PCR extends, coredump chunks)
+    /// whose every answer is checked; fd and RSS of init and the secure world must stay flat.
     Chaos {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The chaos driver alone, without live consumers.
+        #[arg(long)]
+        no_consumers: bool,
     },
 }
 

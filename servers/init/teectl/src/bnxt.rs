@@ -30,6 +30,12 @@ impl Coredump {
 }
 
 impl BnxtDriver {
+    /// Connects with `deadline` on every later read and write; a failure is returned as is.
+    pub fn connect_within(paths: &StatePaths, deadline: Duration) -> Result<Self, CallError> {
+        let stream = FramedStream::connect(&paths.bnxt_sock(), deadline)?;
+        Ok(BnxtDriver { stream })
+    }
+
     pub fn connect(paths: &StatePaths) -> Result<Self, CliError> {
         let stream = FramedStream::connect(&paths.bnxt_sock(), Duration::from_secs(30))
             .map_err(|_| CliError::NotRunning(paths.dir().to_path_buf()))?;
@@ -46,6 +52,22 @@ impl BnxtDriver {
     pub fn load(&mut self) -> Result<(), CliError> {
         match self.call(BnxtRequest::Load)? {
             BnxtResponse::Loaded => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The dump's length.
+    pub fn coredump_len(&mut self) -> Result<u32, CliError> {
+        match self.call(BnxtRequest::CoredumpLen)? {
+            BnxtResponse::CoredumpLen { len } => Ok(len),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// One chunk of the dump as bnxtd answered it: the offset it names and the bytes.
+    pub fn chunk(&mut self, offset: u32, size: u32) -> Result<(u32, Vec<u8>), CliError> {
+        match self.call(BnxtRequest::CopyCoredump { offset, size })? {
+            BnxtResponse::Coredump { offset, data } => Ok((offset, data.to_vec())),
             other => Err(unexpected(&other)),
         }
     }

@@ -141,34 +141,13 @@ pub fn run(cli: Cli) -> Result<bool, CliError> {
             let mut control = Control::connect(&paths)?;
             let summary = match command {
                 SoakCommand::Kexec { cycles } => soak::soak_kexec(&mut control, cycles, output)?,
-                SoakCommand::Chaos { seconds, seed } => {
-                    soak::soak_chaos(&mut control, seconds, seed, output)?
-                }
+                SoakCommand::Chaos {
+                    seconds,
+                    seed,
+                    no_consumers,
+                } => soak::soak_chaos(&mut control, &paths, seconds, seed, !no_consumers, output)?,
             };
-            output.show(&summary, || {
-                let mut text = format!(
-                    "soak: {} ({} steps: {} kexec, {} reboot, {} crash, {} kill, {} restart; \
-                     {} invariant checks; {} leak(s), {} error(s); heap {:?}..{:?} B; {} ms)",
-                    if summary.passed() { "PASS" } else { "FAIL" },
-                    summary.steps,
-                    summary.kexecs,
-                    summary.reboots,
-                    summary.crashes,
-                    summary.kills,
-                    summary.restarts,
-                    summary.invariant_checks,
-                    summary.leaks.len(),
-                    summary.errors.len(),
-                    summary.heap_min,
-                    summary.heap_max,
-                    summary.took_ms
-                );
-                for line in summary.leaks.iter().chain(&summary.errors) {
-                    text.push_str("\n  ");
-                    text.push_str(line);
-                }
-                text
-            });
+            output.show(&summary, || soak::report::human(&summary));
             Ok(summary.passed())
         }
         Command::Demo(args) => demo::demo(&args, output),

@@ -24,6 +24,8 @@ const POLL_STEP: Duration = Duration::from_millis(20);
 
 pub const SECURE_WORLD: &str = "secure-world";
 pub const INIT: &str = "teesys-init";
+/// init's name in the state directory (pid file, log).
+pub const INIT_DAEMON: &str = "init";
 
 /// A connection to init's control socket.
 pub struct Control {
@@ -87,7 +89,8 @@ pub fn is_running(pid: u32) -> bool {
     }
 }
 
-fn read_pid(paths: &StatePaths, daemon: &str) -> Option<u32> {
+/// The pid a daemon's pid file names.
+pub fn read_pid(paths: &StatePaths, daemon: &str) -> Option<u32> {
     std::fs::read_to_string(paths.pid_file(daemon))
         .ok()?
         .trim()
@@ -275,14 +278,14 @@ pub fn up(
     if swtpm {
         init_args.push("--swtpm".into());
     }
-    let mut init = match spawn_daemon(paths, "init", &binary(INIT)?, &init_args, init_end) {
+    let mut init = match spawn_daemon(paths, INIT_DAEMON, &binary(INIT)?, &init_args, init_end) {
         Ok(init) => init,
         Err(error) => {
             let _ = secure_world.kill();
             return Err(error);
         }
     };
-    let status = wait_ready(paths, "init", &mut init, limit, || {
+    let status = wait_ready(paths, INIT_DAEMON, &mut init, limit, || {
         Control::connect(paths)
             .and_then(|mut control| control.status())
             .ok()
@@ -328,7 +331,7 @@ pub fn down(paths: &StatePaths) -> Result<DownReport, CliError> {
         Err(CliError::NotRunning(_)) => None,
         Err(error) => return Err(error),
     };
-    let init_pid = stop_daemon(paths, "init", Duration::from_secs(5));
+    let init_pid = stop_daemon(paths, INIT_DAEMON, Duration::from_secs(5));
     let secure_world_pid = stop_daemon(paths, SECURE_WORLD, Duration::from_secs(5));
     for path in [paths.init_ctl(), paths.tpm_sock(), paths.bnxt_sock()] {
         let _ = std::fs::remove_file(path);

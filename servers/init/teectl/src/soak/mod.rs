@@ -1,17 +1,30 @@
 //! Long runs against a live stack, with the invariant that matters checked after every orderly
-//! step: the secure world holds nothing the live servers do not.
+//! step: the secure world holds nothing the live servers do not. The chaos soak also runs live
+//! consumers through the chaos ([`live`]): TPM and NIC traffic whose every answer is checked,
+//! an NV counter that must not lose an acknowledged increment, and flat descriptor and memory
+//! figures for the long-lived processes.
+
+mod chaos;
+pub mod checks;
+mod consumers;
+pub mod live;
+pub mod procs;
+pub mod report;
+mod rng;
+mod traffic;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tee_proto::control::{
-    ControlRequest, OpKind, OpOutcome, OpReport, ServerLineState, StackPhase, StackStatus,
-};
-use tee_proto::lifecycle::{BootKind, ServerKind};
+use tee_proto::control::{ControlRequest, OpOutcome, OpReport, ServerLineState, StackStatus};
+use tee_proto::lifecycle::ServerKind;
 
-use crate::stack::{server_name, Control};
+use crate::stack::Control;
 use crate::{show, CliError, Output};
+pub use chaos::soak_chaos;
+use chaos::LIVE_RECHECK_LIMIT;
+use live::LiveReport;
 
 /// Heap the secure world may use beyond the first settled boot's figure before it counts as a
 /// leak: a cached RPC buffer or two, never a registration's page list (8 KiB for 4 MiB).
@@ -69,6 +82,8 @@ pub struct SoakSummary {
     pub reboots: u32,
     pub crashes: u32,
     pub kills: u32,
+    /// Kills the chaos driver turned into kexecs to stay within init's restart budget.
+    pub kills_turned_kexec: u32,
     pub restarts: u32,
     pub invariant_checks: u32,
     pub leaks: Vec<String>,
@@ -77,6 +92,11 @@ pub struct SoakSummary {
     pub heap_min: Option<u32>,
     pub heap_max: Option<u32>,
     pub took_ms: u64,
+    /// Extra status snapshots taken because a step's own snapshot caught live traffic in
+    /// flight (see [`LIVE_RECHECK_LIMIT`]).
+    pub rechecks: u32,
+    /// The live consumers' figures (chaos soak with consumers).
+    pub live: Option<LiveReport>,
     /// Heap use first seen per holding (registrations, sessions, registered bytes): the same
     /// holdings must cost the same heap every time, or something leaked.
     #[serde(skip)]
@@ -85,15 +105,29 @@ pub struct SoakSummary {
 
 impl SoakSummary {
     pub fn passed(&self) -> bool {
-        self.leaks.is_empty() && self.errors.is_empty()
+        self.leaks.is_empty()
+            && self.errors.is_empty()
+            && self.live.as_ref().is_none_or(LiveReport::passed)
     }
 
     /// Checks a report of an orderly step; `label` names the step in messages.
     fn check(&mut self, label: &str, report: &OpReport) {
+        // Without a control connection there is nothing to recheck with: it cannot fail.
+        let _ = self.check_with(label, report, None);
+    }
+
+    /// [`SoakSummary::check`]; with `recheck`, a snapshot that is not clean is taken again
+    /// until one is or [`LIVE_RECHECK_LIMIT`] passed, and only then counts.
+    fn check_with(
+        &mut self,
+        label: &str,
+        report: &OpReport,
+        recheck: Option<&mut Control>,
+    ) -> Result<(), CliError> {
         self.steps += 1;
         if report.outcome == OpOutcome::TimedOut {
             self.errors.push(format!("{label}: timed out"));
-            return;
+            return Ok(());
         }
         if let Some(summary) = &report.shutdown {
             if summary.ipc && !summary.is_clean() {
@@ -101,12 +135,44 @@ impl SoakSummary {
                     .push(format!("{label}: shutdown IPC not clean: {summary:?}"));
             }
         }
-        self.check_status(label, &report.after);
+        let mut status = report.after;
+        if let Some(control) = recheck {
+            let start = Instant::now();
+            while !self.findings(&status).is_empty() && start.elapsed() < LIVE_RECHECK_LIMIT {
+                std::thread::sleep(Duration::from_millis(100));
+                status = control.status()?;
+                self.rechecks += 1;
+            }
+        }
+        self.check_status(label, &status);
+        Ok(())
+    }
+
+    /// What is wrong with a snapshot, the heap measured against the figures seen so far.
+    fn findings(&self, status: &StackStatus) -> Vec<String> {
+        let mut found = leaks(status);
+        if let Some(secure) = status.secure {
+            let holdings = (
+                secure.registrations,
+                secure.sessions,
+                secure.registered_bytes,
+            );
+            if let Some(&baseline) = self.heap_by_holdings.get(&holdings) {
+                let heap = secure.heap_used;
+                if heap > baseline.saturating_add(HEAP_SLACK_BYTES) {
+                    found.push(format!(
+                        "secure heap {heap} B, {} B above its first figure for the same holdings",
+                        heap - baseline
+                    ));
+                }
+            }
+        }
+        found
     }
 
     fn check_status(&mut self, label: &str, status: &StackStatus) {
         self.invariant_checks += 1;
-        for leak in leaks(status) {
+        for leak in self.findings(status) {
             self.leaks.push(format!("{label}: {leak}"));
         }
         let Some(secure) = status.secure else {
@@ -120,13 +186,7 @@ impl SoakSummary {
             secure.sessions,
             secure.registered_bytes,
         );
-        let baseline = *self.heap_by_holdings.entry(holdings).or_insert(heap);
-        if heap > baseline.saturating_add(HEAP_SLACK_BYTES) {
-            self.leaks.push(format!(
-                "{label}: secure heap {heap} B, {} B above its first figure for the same holdings",
-                heap - baseline
-            ));
-        }
+        self.heap_by_holdings.entry(holdings).or_insert(heap);
     }
 }
 
@@ -157,121 +217,6 @@ pub fn soak_kexec(
     Ok(summary)
 }
 
-/// A tiny seeded generator (SplitMix64): the soak is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-const SERVERS: [ServerKind; 3] = [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd];
-
-pub fn soak_chaos(
-    control: &mut Control,
-    seconds: u64,
-    seed: u64,
-    output: Output,
-) -> Result<SoakSummary, CliError> {
-    let start = Instant::now();
-    let limit = Duration::from_secs(seconds);
-    let mut rng = Rng(seed);
-    let mut summary = SoakSummary::default();
-    let mut step = 0u32;
-    while start.elapsed() < limit {
-        step += 1;
-        let in_crash_kernel = control
-            .status()?
-            .boot
-            .is_some_and(|boot| boot.kind == BootKind::CrashKernel);
-        // Out of the crash kernel only by kexec, as on a real machine.
-        let request = if in_crash_kernel {
-            ControlRequest::Kexec
-        } else {
-            match rng.below(100) {
-                0..=39 => ControlRequest::Kill(SERVERS[rng.below(3) as usize]),
-                40..=64 => ControlRequest::Kexec,
-                65..=74 => ControlRequest::Reboot,
-                75..=89 => ControlRequest::Crash {
-                    hard: rng.below(2) == 0,
-                },
-                _ => ControlRequest::Restart(SERVERS[rng.below(3) as usize]),
-            }
-        };
-        let report = control.op(request)?;
-        let label = format!("step {step} ({})", show::op(report.op));
-        progress(output, &label, &report);
-        match report.op {
-            OpKind::Kill(kind) => {
-                summary.kills += 1;
-                // Holdings settle once the restarted incarnation is ready: teed reclaims a
-                // dead client's, a new teed its predecessor's.
-                if report.after.phase == StackPhase::Running {
-                    summary.check(&label, &report);
-                } else {
-                    summary.steps += 1;
-                }
-                tracing::debug!(server = server_name(kind), "killed");
-            }
-            OpKind::Restart(_) => {
-                summary.restarts += 1;
-                summary.check(&label, &report);
-            }
-            OpKind::Kexec if in_crash_kernel => {
-                // Leaving the crash kernel: the new teed's journal reclaims what the crashed
-                // world left, so the invariant holds again.
-                summary.kexecs += 1;
-                summary.check(&label, &report);
-            }
-            OpKind::Kexec | OpKind::Reboot => {
-                if report.op == OpKind::Kexec {
-                    summary.kexecs += 1;
-                } else {
-                    summary.reboots += 1;
-                }
-                summary.check(&label, &report);
-            }
-            OpKind::Crash { .. } => {
-                summary.crashes += 1;
-                summary.steps += 1;
-                if report.outcome == OpOutcome::TimedOut {
-                    summary.errors.push(format!("{label}: timed out"));
-                }
-                let teed = report.after.server(ServerKind::Teed);
-                if !matches!(teed.state, ServerLineState::Held(_)) || teed.restarts != 0 {
-                    summary.errors.push(format!(
-                        "{label}: teed did not decline once in the crash kernel"
-                    ));
-                }
-            }
-            OpKind::Down => {}
-        }
-    }
-    // End in a normal boot, so the last check covers what a final crash left behind too.
-    let in_crash_kernel = control
-        .status()?
-        .boot
-        .is_some_and(|boot| boot.kind == BootKind::CrashKernel);
-    if in_crash_kernel {
-        let report = control.op(ControlRequest::Kexec)?;
-        let label = format!("final ({})", show::op(report.op));
-        progress(output, &label, &report);
-        summary.kexecs += 1;
-        summary.check(&label, &report);
-    }
-    summary.took_ms = elapsed_ms(start);
-    Ok(summary)
-}
-
 fn elapsed_ms(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -279,7 +224,7 @@ fn elapsed_ms(start: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tee_proto::control::{Holdings, ServerLine};
+    use tee_proto::control::{Holdings, ServerLine, StackPhase};
     use tee_proto::secure::SecureStats;
 
     fn healthy() -> StackStatus {
@@ -378,15 +323,5 @@ mod tests {
         summary.check_status("four", &fewer);
         assert_eq!(summary.leaks.len(), 1);
         assert_eq!(summary.heap_min, Some(19_000));
-    }
-
-    #[test]
-    fn the_chaos_generator_replays_from_its_seed() {
-        let draw = |seed| {
-            let mut rng = Rng(seed);
-            (0..8).map(|_| rng.below(100)).collect::<Vec<_>>()
-        };
-        assert_eq!(draw(7), draw(7));
-        assert_ne!(draw(7), draw(8));
     }
 }
