@@ -202,3 +202,38 @@ fn a_new_teed_endpoint_fails_the_lost_command_at_once() {
     );
     assert_eq!(h.core.teed_generation(), TEED_GENERATION + 1);
 }
+
+/// Hosted, the shell tells the core when it has no endpoint to teed for a frame (teed died and
+/// no successor was linked, or init gave teed up): the command fails at once ("retry"), not
+/// after the call deadline, and a new teed endpoint later serves again.
+#[test]
+fn an_unreachable_teed_fails_the_command_at_once() {
+    let mut h = Harness::serving();
+    h.teed.mode = TeedMode::Hold;
+    let lost = h.command(1, &tpm_command(0x101, &[]));
+    assert_eq!(h.held.len(), 1, "the invoke went out");
+    h.held.clear();
+    let before = h.now;
+    h.core.teed_unreachable(h.now, &mut h.ram);
+    h.pump();
+    assert_eq!(h.now, before, "no time had to pass");
+    assert_eq!(h.response(lost), &TpmResponse::Error(TpmError::Retryable));
+    h.teed.restart();
+    h.teed.mode = TeedMode::Auto;
+    h.init(tee_proto::lifecycle::InitRequest::TeedEndpoint {
+        teed_generation: TEED_GENERATION + 1,
+    });
+    // The new teed answers: at most one more "retry" while the client learns of the restart.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let again = h.command(1, &tpm_command(0x101, &[]));
+        answers.push(h.response(again).clone());
+        if matches!(answers.last(), Some(TpmResponse::Response { .. })) {
+            break;
+        }
+    }
+    assert!(
+        matches!(answers.last(), Some(TpmResponse::Response { .. })),
+        "{answers:?}"
+    );
+}

@@ -219,6 +219,16 @@ impl<S: TaService> Client<S> {
         }
     }
 
+    /// The shell has no way to teed (its endpoint closed, no new one came) and could not send
+    /// what the core asked: whatever waits for teed fails now, as at its deadline, so a
+    /// consumer hears "retry" at once instead of after the call deadline. A new teed endpoint
+    /// (`TeedEndpoint`) puts things right again.
+    pub fn teed_unreachable(&mut self, now: Millis, mem: &mut dyn PhysMem) {
+        self.link.shorten_deadline(now);
+        self.on_deadlines(now);
+        self.drive(now, mem);
+    }
+
     /// Time has reached `now`: fire whatever deadline has passed.
     pub fn handle_timeout(&mut self, now: Millis, mem: &mut dyn PhysMem) {
         self.on_deadlines(now);

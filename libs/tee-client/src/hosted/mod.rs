@@ -335,7 +335,12 @@ impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
                             tracing::warn!(%error, "frame to teed dropped");
                         }
                     }
-                    None => tracing::warn!("no teed endpoint; frame to teed dropped"),
+                    None => {
+                        // teed is gone and no successor was linked (a restart in progress, or
+                        // teed given up): fail what waits for it now rather than at a deadline.
+                        tracing::warn!("no teed endpoint; frame to teed dropped");
+                        self.core.teed_unreachable(io.now(), &mut self.ram);
+                    }
                 },
                 Effect::ToInit(frame) => io.to_init(&frame),
                 Effect::ToConsumer { consumer, frame }
