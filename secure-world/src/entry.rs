@@ -101,9 +101,18 @@ impl SecureWorld {
         })
     }
 
+    /// CLOSE_SESSION (tee/entry_std.c entry_close_session): parameters are refused with
+    /// BAD_PARAMETERS; an unknown session is ITEM_NOT_FOUND (tee_ta_close_session).
     fn prepare_close(&mut self, job: &Job) -> Result<TaEntry, Refusal> {
+        if !job.arg.params.is_empty() {
+            return Err(BAD_PARAMS);
+        }
         let session = job.arg.session;
-        let ta = self.sessions.get(&session).ok_or(BAD_PARAMS)?.ta;
+        let ta = self
+            .sessions
+            .get(&session)
+            .ok_or((teec::ERROR_ITEM_NOT_FOUND, origin::TEE))?
+            .ta;
         Ok(TaEntry::Close { ta, session })
     }
 
@@ -193,9 +202,10 @@ impl SecureWorld {
     }
 
     /// CANCEL: flags the session's invocations in progress (upstream cancels per session).
+    /// Parameters are refused (tee/entry_std.c entry_cancel), as is an unknown session.
     fn cancel(&mut self, job: &mut Job) {
         let session = job.arg.session;
-        if !self.sessions.contains_key(&session) {
+        if !job.arg.params.is_empty() || !self.sessions.contains_key(&session) {
             (job.arg.ret, job.arg.ret_origin) = BAD_PARAMS;
             return;
         }

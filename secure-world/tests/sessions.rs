@@ -69,9 +69,10 @@ fn unknown_ta_and_unknown_session_are_refused_by_the_tee() {
         (arg.ret, arg.ret_origin),
         (teec::ERROR_BAD_PARAMETERS, origin::TEE)
     );
+    // tee/entry_std.c entry_close_session -> tee_ta_close_session: no such session.
     assert_eq!(
         nw.close_session(&mut sw, 0xdead).unwrap(),
-        teec::ERROR_BAD_PARAMETERS
+        teec::ERROR_ITEM_NOT_FOUND
     );
     let mut cancel = MsgArg::new(cmd::CANCEL);
     cancel.session = 0xdead;
@@ -79,6 +80,33 @@ fn unknown_ta_and_unknown_session_are_refused_by_the_tee() {
         nw.call(&mut sw, &cancel).unwrap().ret,
         teec::ERROR_BAD_PARAMETERS
     );
+}
+
+/// tee/entry_std.c entry_close_session and entry_cancel: a CLOSE_SESSION or CANCEL that carries
+/// parameters is refused with BAD_PARAMETERS, and the session stays open.
+#[test]
+fn close_and_cancel_with_parameters_are_refused() {
+    let (mut sw, mut nw) = setup();
+    let session = nw.open_session(&mut sw, BNXT_TA).unwrap().session;
+    let value = RawParam {
+        attr: attr::VALUE_INPUT,
+        a: 1,
+        b: 2,
+        c: 3,
+    };
+    for command in [cmd::CLOSE_SESSION, cmd::CANCEL] {
+        let mut arg = MsgArg::new(command);
+        arg.session = session;
+        arg.push(value).unwrap();
+        let answer = nw.call(&mut sw, &arg).unwrap();
+        assert_eq!(
+            (answer.ret, answer.ret_origin),
+            (teec::ERROR_BAD_PARAMETERS, origin::TEE),
+            "command {command}"
+        );
+    }
+    // Still open: the plain close works.
+    assert_eq!(nw.close_session(&mut sw, session).unwrap(), teec::SUCCESS);
 }
 
 #[test]
