@@ -176,6 +176,42 @@ pub struct ClientGrants<H> {
     pub swtpm: Option<SwtpmGrants<H>>,
 }
 
+impl TeedGrants<()> {
+    /// The kinds a teed `Hello` names, with or without the clients' windows: what a `Hello`
+    /// built without real handles (a test's, the simulator's) declares.
+    pub fn kinds(windows: bool) -> GrantKinds {
+        let windows = windows.then_some(WindowGrants {
+            tpmd: (),
+            bnxtd: (),
+        });
+        TeedGrants {
+            conduit: (),
+            ram: (),
+            windows,
+        }
+        .into_parts()
+        .0
+    }
+}
+
+impl ClientGrants<()> {
+    /// The kinds a client `Hello` names, with or without the swtpm listeners.
+    pub fn kinds(swtpm: bool) -> GrantKinds {
+        let swtpm = swtpm.then_some(SwtpmGrants {
+            data: (),
+            control: (),
+        });
+        ClientGrants {
+            teed: (),
+            window: (),
+            consumers: (),
+            swtpm,
+        }
+        .into_parts()
+        .0
+    }
+}
+
 /// The handles of a `Hello`, sorted by kind.
 struct Table<H>([Option<H>; MAX_GRANTS]);
 

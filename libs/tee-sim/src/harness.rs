@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use optee_abi::uuid::Uuid;
 use secure_world::{Config as SecureConfig, SecureWorld};
-use tee_proto::grants::{Grants, TeedGrants};
+use tee_proto::grants::TeedGrants;
 use tee_proto::lifecycle::ClientWindows;
 use tee_proto::lifecycle::{
     BootInfo, BootKind, InitRequest, ServerEvent, ServerKind, ShutdownReason,
@@ -17,6 +17,18 @@ use teed::{ClientId, Effect, Millis, Teed, TeedConfig};
 
 use crate::layout;
 use crate::ram::SharedRam;
+
+/// tpmd's first incarnation, as the harness's tests name it.
+pub const TPMD: ClientId = ClientId {
+    kind: ServerKind::Tpmd,
+    generation: 1,
+};
+
+/// bnxtd's incarnation the harness's tests use.
+pub const BNXTD: ClientId = ClientId {
+    kind: ServerKind::Bnxtd,
+    generation: 2,
+};
 
 /// The harness gave up: more steps than its bound without reaching the goal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -144,13 +156,7 @@ impl TeedHarness {
             ram: layout::shm_window(),
             journal: layout::journal_window(),
             windows: ClientWindows::NONE,
-            grants: TeedGrants {
-                conduit: (),
-                ram: (),
-                windows: None,
-            }
-            .into_parts()
-            .0,
+            grants: TeedGrants::kinds(false),
         };
         self.events.clear();
         self.teed.handle_init(

@@ -7,6 +7,6 @@ pub mod layout;
 pub mod ram;
 pub mod sim;
 
-pub use harness::{Script, Stalled, TeedHarness, Twist};
+pub use harness::{Script, Stalled, TeedHarness, Twist, BNXTD, TPMD};
 pub use ram::SharedRam;
 pub use sim::{Sim, SimConfig, SimFailure, SimStats};

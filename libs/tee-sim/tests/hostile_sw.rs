@@ -20,13 +20,9 @@ use tee_proto::lifecycle::{
 };
 use tee_proto::teed::TeedResponse;
 use tee_proto::{Frame, Header, WireError};
+use tee_sim::TPMD;
 use tee_sim::{TeedHarness, Twist};
-use teed::{ClientId, TeedConfig};
-
-const TPMD: ClientId = ClientId {
-    kind: ServerKind::Tpmd,
-    generation: 1,
-};
+use teed::TeedConfig;
 
 fn harness(cfg: TeedConfig) -> TeedHarness {
     let mut h = TeedHarness::new(cfg, SecureConfig::default());

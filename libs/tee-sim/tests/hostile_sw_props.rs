@@ -17,16 +17,9 @@ use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind, Shutd
 use tee_proto::teed::{Login, TeedRequest, TeedResponse};
 use tee_proto::{Frame, Header};
 use tee_sim::{TeedHarness, Twist};
+use tee_sim::{BNXTD, TPMD};
 use teed::{ClientId, Millis, TeedConfig};
 
-const TPMD: ClientId = ClientId {
-    kind: ServerKind::Tpmd,
-    generation: 1,
-};
-const BNXTD: ClientId = ClientId {
-    kind: ServerKind::Bnxtd,
-    generation: 2,
-};
 /// Steps one phase may take before it counts as a hang.
 const STEP_BOUND: usize = 100_000;
 

@@ -9,16 +9,9 @@ use tee_proto::lifecycle::{BootKind, ServerKind};
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::WireError;
 use tee_sim::TeedHarness;
-use teed::{ClientId, TeedConfig, BNXTD_QUOTA};
+use tee_sim::{BNXTD, TPMD};
+use teed::{TeedConfig, BNXTD_QUOTA};
 
-const TPMD: ClientId = ClientId {
-    kind: ServerKind::Tpmd,
-    generation: 1,
-};
-const BNXTD: ClientId = ClientId {
-    kind: ServerKind::Bnxtd,
-    generation: 2,
-};
 const QUOTA: TeedResponse = TeedResponse::Error(WireError::QuotaExceeded);
 
 fn serving() -> TeedHarness {

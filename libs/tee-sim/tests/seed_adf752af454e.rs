@@ -6,14 +6,10 @@
 //! any SMC. teed bounds the old behaviour with its probe deadline, so the test can show it.
 #![allow(clippy::unwrap_used)]
 
-use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent, ServerKind};
+use tee_proto::lifecycle::{BootKind, DeclineReason, ServerEvent};
 use tee_sim::TeedHarness;
-use teed::{ClientId, Hardening, TeedConfig};
-
-const BNXTD: ClientId = ClientId {
-    kind: ServerKind::Bnxtd,
-    generation: 2,
-};
+use tee_sim::BNXTD;
+use teed::{Hardening, TeedConfig};
 
 /// A normal boot whose two secure threads are both suspended when the kernel crashes.
 fn crashed_with_threads_suspended(next: TeedConfig) -> TeedHarness {

@@ -11,14 +11,8 @@ use tee_proto::lifecycle::{BootKind, ServerKind};
 use tee_proto::teed::TeedResponse;
 use tee_proto::WireError;
 use tee_sim::TeedHarness;
+use tee_sim::BNXTD;
 use teed::TeedConfig;
-
-use teed::ClientId;
-
-const BNXTD: ClientId = ClientId {
-    kind: ServerKind::Bnxtd,
-    generation: 2,
-};
 
 /// Fills the secure heap with registrations, then makes `attempts` more that are refused.
 /// Returns the pages teed holds before and after the refused ones.

@@ -10,16 +10,8 @@ use tee_proto::teed::{Param, ParamOut, TeedResponse};
 use tee_proto::WireError;
 use tee_sim::sim::consumers::TPM_STARTUP_CLEAR;
 use tee_sim::TeedHarness;
+use tee_sim::{BNXTD, TPMD};
 use teed::{ClientId, Hardening, TeedConfig};
-
-const TPMD: ClientId = ClientId {
-    kind: ServerKind::Tpmd,
-    generation: 1,
-};
-const BNXTD: ClientId = ClientId {
-    kind: ServerKind::Bnxtd,
-    generation: 2,
-};
 
 fn harness(cfg: TeedConfig) -> TeedHarness {
     let mut h = TeedHarness::new(cfg, SecureConfig::default());

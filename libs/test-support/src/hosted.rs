@@ -248,13 +248,7 @@ impl SecureWorldProcess {
             ram: self.frame_window(),
             journal: self.journal_window(),
             windows: ClientWindows::NONE,
-            grants: TeedGrants {
-                conduit: (),
-                ram: (),
-                windows: None,
-            }
-            .into_parts()
-            .0,
+            grants: TeedGrants::kinds(false),
         }
     }
 
@@ -381,26 +375,16 @@ pub fn client_hello(
     teed_generation: Generation,
     boot: BootInfo,
 ) -> InitRequest {
-    let grants = ClientGrants {
-        teed: (),
-        window: (),
-        consumers: (),
-        swtpm: None,
-    };
-    with_grants(
-        InitRequest::Hello {
-            generation,
-            teed_generation,
-            boot,
-            // No window named: the client maps its window grant (here all of RAM) at the
-            // usual base.
-            ram: NO_WINDOW,
-            journal: NO_WINDOW,
-            windows: ClientWindows::NONE,
-            grants: GrantKinds::NONE,
-        },
-        grants.into_parts().0,
-    )
+    InitRequest::Hello {
+        generation,
+        teed_generation,
+        boot,
+        // No window named: the client maps its window grant (here all of RAM) at the usual base.
+        ram: NO_WINDOW,
+        journal: NO_WINDOW,
+        windows: ClientWindows::NONE,
+        grants: ClientGrants::kinds(false),
+    }
 }
 
 /// `hello` naming `kinds` as its grants.

@@ -72,12 +72,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new(&self.teectl)
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .arg("down")
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        swtpm_support::stack_down(&self.teectl, &self.dir);
     }
 }
 

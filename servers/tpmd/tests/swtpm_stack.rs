@@ -85,12 +85,7 @@ impl Tpm2Target for SwtpmStack {
 
 impl Drop for SwtpmStack {
     fn drop(&mut self) {
-        let _ = Command::new(&self.teectl)
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .arg("down")
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        swtpm_support::stack_down(&self.teectl, &self.dir);
     }
 }
 

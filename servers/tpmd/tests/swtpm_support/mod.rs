@@ -230,3 +230,13 @@ fn event_loop(mut front_end: SwtpmFrontEnd, mut backend: impl Backend, stop: &At
         }
     }
 }
+
+/// Brings down the stack in `dir` with `teectl down` and removes the directory (a test's drop).
+pub fn stack_down(teectl: &std::path::Path, dir: &std::path::Path) {
+    let _ = std::process::Command::new(teectl)
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("down")
+        .output();
+    let _ = std::fs::remove_dir_all(dir);
+}
