@@ -56,6 +56,7 @@ impl SecureWorld {
                     return Step::Continue;
                 }
             }
+            cmd::DO_BOTTOM_HALF | cmd::STOP_ASYNC_NOTIF if self.notif_command(job.arg.cmd) => {}
             other => {
                 warn!(tid, cmd = other, "unknown message command");
                 return Step::Return(ret::EBADCMD);

@@ -50,7 +50,7 @@ impl SecureWorld {
                 if regs[1] & !nsec_cap::UNIPROCESSOR != 0 {
                     return reply(ret::ENOTAVAIL);
                 }
-                [u64::from(ret::OK), SEC_CAPS, 0, 0, 0, 0, 0, 0]
+                self.profile_caps([u64::from(ret::OK), SEC_CAPS, 0, 0, 0, 0, 0, 0])
             }
             func::GET_THREAD_COUNT => [
                 u64::from(ret::OK),
@@ -71,6 +71,9 @@ impl SecureWorld {
             }
             func::DISABLE_SHM_CACHE => self.disable_shm_cache(),
             other => {
+                if let Some(answer) = self.notif_fast_call(other) {
+                    return answer;
+                }
                 debug!(func = other, "unknown fast call");
                 reply(ret::UNKNOWN_FUNCTION)
             }

@@ -8,6 +8,10 @@
 //! deterministic: normal-world RAM is passed to every call, and the only source of variation
 //! is the boot nonce.
 //!
+//! Two profiles ([`Profile`]): OP-TEE 3.14 (the default) and 4.x, which adds CALL_WITH_RPC_ARG /
+//! CALL_WITH_REGD_ARG with RPC commands in the normal world's RPC struct and
+//! asynchronous notifications ([`notif`]).
+//!
 //! Its state outlives the normal world (kexec and the crash kernel keep it); only
 //! [`SecureWorld::reset`], a machine reset, clears it.
 //!
@@ -34,18 +38,21 @@ mod engine;
 mod entry;
 mod fast;
 pub mod heap;
+pub mod notif;
 pub mod ram;
 pub mod registry;
+mod rpc_arg;
 pub mod ta;
 mod ta_entry;
 pub mod thread;
 mod world;
 
 pub use buffer::NwBuffer;
-pub use config::{Config, OsRevision};
+pub use config::{Config, OsRevision, Profile, UnknownProfile};
 pub use engine::RPC_ARG_SIZE;
 pub use fast::SEC_CAPS;
 pub use heap::{Heap, HeapError};
+pub use notif::{NotifError, NotifInfo};
 /// Re-exported for the tests and tools that named them here before they moved to `optee-abi`.
 pub use optee_abi::msg::rpc_cmd::{NOTIFICATION_SEND, NOTIFICATION_WAIT};
 pub use registry::{RegisterError, RegistrationInfo, UnregisterError};

@@ -28,7 +28,7 @@ impl SecureWorld {
         let ta = entry.ta();
         if self.tas[ta].busy_by.is_some_and(|owner| owner != tid) {
             job.stage = Stage::WaitTa(entry);
-            job.request = Some(wait_message(tid));
+            job.request = Some(wait_message(self.wait_key(tid)));
             return Step::Rpc;
         }
         // The session may have been closed while this call waited for the TA.
