@@ -111,6 +111,8 @@ fn heap_size_and_baseline_are_options_and_a_baseline_filling_the_heap_is_refused
         RAM_SIZE,
         &["--heap-bytes", "65536", "--heap-baseline-bytes", "65536"],
     );
-    let error = refused.err().expect("a full heap must not start");
+    let Err(error) = refused else {
+        panic!("a full heap must not start");
+    };
     assert!(error.to_string().contains("exited"), "{error}");
 }
