@@ -76,9 +76,21 @@ impl SecureWorld {
             return Err(BAD_PARAMS);
         }
         let uuid = Uuid::from_value_pair(ta_param.a, ta_param.b);
+        // tee/entry_std.c get_open_session_meta: the client UUID is zeroed for the anonymous
+        // logins (PUBLIC, REE_KERNEL); a login OP-TEE does not know is refused.
+        let login = client_param.c as u32;
+        if !teec::login::is_known(login) {
+            debug!(login, "open session: unknown login");
+            return Err(BAD_PARAMS);
+        }
+        let uuid_claimed = Uuid::from_value_pair(client_param.a, client_param.b);
         let client = ClientIdentity {
-            uuid: Uuid::from_value_pair(client_param.a, client_param.b),
-            login: client_param.c as u32,
+            uuid: if teec::login::is_anonymous(login) {
+                Uuid::from_bytes([0; 16])
+            } else {
+                uuid_claimed
+            },
+            login,
         };
         let Some(ta) = self.tas.iter().position(|slot| slot.app.uuid() == uuid) else {
             debug!(%uuid, "open session: no such TA");

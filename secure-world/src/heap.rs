@@ -31,7 +31,12 @@ use thiserror::Error;
 /// `CFG_CORE_HEAP_SIZE ?= 65536` (mk/config.mk).
 pub const CORE_HEAP_BYTES: usize = 64 * 1024;
 
-/// Heap OP-TEE itself holds after boot; see the module documentation for the arithmetic.
+/// Heap OP-TEE itself holds after boot. **Calibrated, not an upstream figure**: OP-TEE's
+/// boot-time heap use (sessions, TA contexts, tee_mm, crypto) cannot be derived from its source
+/// (REFERENCE §8). Any value from 15 249 to 23 648 B keeps the seed's failure on the 4th kexec
+/// with the default 64 KiB heap; see the module documentation for the arithmetic. The
+/// secure-world binary (`--heap-baseline-bytes`) and the simulator (`SimConfig::secure`) can set
+/// it, and the heap size, otherwise.
 pub const HEAP_BASELINE_BYTES: usize = 19 * 1024;
 
 /// Bookkeeping bytes in front of every allocation (a bget-style header on a 64-bit core).

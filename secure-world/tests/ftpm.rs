@@ -1,6 +1,8 @@
 //! The fTPM TA through the model's SMC interface, as Linux's tpm_ftpm_tee drives it: one
 //! session, one registered 8 KiB buffer (command at 0, response at 4096), SUBMIT_COMMAND.
-//! Boot ids in the client identity turn a new normal-world boot into a TPM reset.
+//! The TA is keep-alive and starts the TPM itself once per secure-world lifetime
+//! (ms-tpm-20-ref optee_ta fTPM.c, TA_CreateEntryPoint): a kexec keeps its PCRs, a machine reset
+//! does not.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -13,7 +15,7 @@ use optee_abi::mem::PhysMem;
 use optee_abi::msg::{cmd, Direction, MsgArg, Param};
 use optee_abi::teec::{self, origin};
 use optee_abi::uuid::FTPM_TA;
-use secure_world::ta::ftpm::{boot_client_uuid, FtpmTa, EMULATE_PPI, SUBMIT_COMMAND};
+use secure_world::ta::ftpm::{FtpmTa, EMULATE_PPI, SUBMIT_COMMAND};
 use secure_world::SecureWorld;
 use tee_test_support::normal_world::{NormalWorld, RpcEvent};
 
@@ -33,7 +35,9 @@ struct Client {
     frames: Vec<u64>,
 }
 
-fn open_message(boot_id: u64) -> MsgArg {
+/// OPEN_SESSION as Linux's tpm_ftpm_tee sends it (LOGIN_PUBLIC); `claimed` goes in the client
+/// UUID, which OP-TEE zeroes for that login anyway.
+fn open_message(claimed: u64) -> MsgArg {
     let mut arg = MsgArg::new(cmd::OPEN_SESSION);
     let meta = |(a, b): (u64, u64), c: u64| Param::Value {
         dir: Direction::In,
@@ -43,20 +47,20 @@ fn open_message(boot_id: u64) -> MsgArg {
         meta: true,
     };
     arg.push(meta(FTPM_TA.to_value_pair(), 0)).unwrap();
-    let client = boot_client_uuid(boot_id).to_value_pair();
-    arg.push(meta(client, u64::from(teec::login::PUBLIC)))
+    arg.push(meta((claimed, claimed), u64::from(teec::login::PUBLIC)))
         .unwrap();
     arg
 }
 
-fn open_raw(sw: &mut SecureWorld, nw: &mut NormalWorld, boot_id: u64) -> MsgArg {
-    nw.call(sw, &open_message(boot_id)).unwrap()
+fn open_raw(sw: &mut SecureWorld, nw: &mut NormalWorld, claimed: u64) -> MsgArg {
+    nw.call(sw, &open_message(claimed)).unwrap()
 }
 
-/// Opens a session for `boot_id` and registers the 8 KiB buffer under `cookie`.
-fn connect(sw: &mut SecureWorld, nw: &mut NormalWorld, boot_id: u64, cookie: u64) -> Client {
-    let opened = open_raw(sw, nw, boot_id);
-    assert_eq!(opened.ret, teec::SUCCESS, "open for boot {boot_id}");
+/// Opens a session (a normal-world boot named by `boot`, as a client UUID OP-TEE zeroes) and
+/// registers the 8 KiB buffer under `cookie`.
+fn connect(sw: &mut SecureWorld, nw: &mut NormalWorld, boot: u64, cookie: u64) -> Client {
+    let opened = open_raw(sw, nw, boot);
+    assert_eq!(opened.ret, teec::SUCCESS, "open for boot {boot}");
     let (code, frames) = nw.register(sw, cookie, 0, BUFFER_BYTES).unwrap();
     assert_eq!(code, teec::SUCCESS);
     assert_eq!(frames.len(), 2);
@@ -83,7 +87,8 @@ fn memref(dir: Direction, cookie: u64, offs: u64, size: u64) -> Param {
 }
 
 /// SUBMIT_COMMAND with the command at offset 0 and `response_room` bytes at 4096: the
-/// message result and the response bytes (as many as the reported size, when they fit).
+/// message result, p1's size as the TA left it, and the response (its length read from its
+/// header, as Linux's tpm_ftpm_tee does).
 fn submit_with_room(
     sw: &mut SecureWorld,
     nw: &mut NormalWorld,
@@ -109,7 +114,10 @@ fn submit_with_room(
     let size = arg.params[1].b;
     let mut response = Vec::new();
     if arg.ret == teec::SUCCESS {
-        response = vec![0u8; size as usize];
+        let mut header = [0u8; 10];
+        nw.ram.read(client.frames[1], &mut header).unwrap();
+        let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+        response = vec![0u8; len as usize];
         nw.ram.read(client.frames[1], &mut response).unwrap();
     }
     (arg.ret, size, response)
@@ -119,7 +127,7 @@ fn submit_with_room(
 fn submit(sw: &mut SecureWorld, nw: &mut NormalWorld, client: &Client, command: &[u8]) -> Vec<u8> {
     let (ret, size, response) = submit_with_room(sw, nw, client, command, 4096);
     assert_eq!(ret, teec::SUCCESS);
-    assert_eq!(size as usize, response.len());
+    assert_eq!(size, 4096, "fTPM.c leaves p1's size alone");
     response
 }
 
@@ -176,14 +184,17 @@ fn get_time_rpcs(nw: &NormalWorld) -> usize {
         .count()
 }
 
+/// fTPM.c TA_CreateEntryPoint: the TA runs _TPM_Init and its own TPM2_Startup when its
+/// instance is created, so the normal world's Startup answers TPM_RC_INITIALIZE ("already
+/// started", as Linux's tpm2_auto_startup reads it) and commands run at once.
 #[test]
-fn startup_and_get_random_run_through_submit_command_after_one_get_time_rpc_each() {
+fn the_ta_starts_the_tpm_itself_and_a_normal_world_startup_answers_initialize() {
     let (mut sw, mut nw) = setup();
     assert!(sw.installed_tas().contains(&FTPM_TA));
     let client = connect(&mut sw, &mut nw, 1, 0x70);
     assert_eq!(
         tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-        rc::SUCCESS
+        rc::INITIALIZE
     );
     let a = random16(&mut sw, &mut nw, &client);
     let b = random16(&mut sw, &mut nw, &client);
@@ -208,14 +219,14 @@ fn a_second_session_is_busy_until_the_first_closes() {
     assert_eq!(again.ret, teec::SUCCESS);
 }
 
+/// fTPM.c: SINGLE_INSTANCE | INSTANCE_KEEP_ALIVE. A kexec (tpmd's orderly Shutdown(CLEAR) as
+/// Linux's tpm_class_shutdown sends it, then the next boot's session) keeps the running TPM: the
+/// PCR extended before it is still there, NV too, and Startup answers TPM_RC_INITIALIZE. The
+/// next boot's client UUID differs, and changes nothing (OP-TEE zeroes it for LOGIN_PUBLIC).
 #[test]
-fn a_new_boot_id_resets_the_tpm_but_keeps_nv() {
+fn a_kexec_keeps_the_running_tpm_and_its_pcrs() {
     let (mut sw, mut nw) = setup();
     let first = connect(&mut sw, &mut nw, 1, 0x72);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &first, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
     write_nv(&mut sw, &mut nw, &first, b"survives kexec");
     let extend = pcr_extend_sha256(16, &[1; 32]);
     assert_eq!(tpm_code(&mut sw, &mut nw, &first, &extend), rc::SUCCESS);
@@ -226,40 +237,16 @@ fn a_new_boot_id_resets_the_tpm_but_keeps_nv() {
     );
     disconnect(&mut sw, &mut nw, first);
 
-    // A kexec: the next boot's tpmd opens with boot id 2.
-    let second = connect(&mut sw, &mut nw, 2, 0x73);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &second, &get_random(16)),
-        rc::INITIALIZE
-    );
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &second, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
-    assert_eq!(pcr16(&mut sw, &mut nw, &second), "0".repeat(64));
-    assert_eq!(read_nv(&mut sw, &mut nw, &second, 14), b"survives kexec");
-}
-
-#[test]
-fn the_same_boot_id_keeps_the_running_tpm() {
-    let (mut sw, mut nw) = setup();
-    let first = connect(&mut sw, &mut nw, 7, 0x74);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &first, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
-    let extend = pcr_extend_sha256(16, &[1; 32]);
-    assert_eq!(tpm_code(&mut sw, &mut nw, &first, &extend), rc::SUCCESS);
-    disconnect(&mut sw, &mut nw, first);
-
-    // tpmd restarted within boot 7: no reset, no Startup needed, PCRs kept.
-    let again = connect(&mut sw, &mut nw, 7, 0x75);
-    random16(&mut sw, &mut nw, &again);
-    assert_eq!(pcr16(&mut sw, &mut nw, &again), PCR_AFTER_ONE);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &again, &startup(SU_CLEAR)),
-        rc::INITIALIZE
-    );
+    for boot in 2..5 {
+        let next = connect(&mut sw, &mut nw, boot, 0x73 + boot);
+        assert_eq!(
+            tpm_code(&mut sw, &mut nw, &next, &startup(SU_CLEAR)),
+            rc::INITIALIZE
+        );
+        assert_eq!(pcr16(&mut sw, &mut nw, &next), PCR_AFTER_ONE);
+        assert_eq!(read_nv(&mut sw, &mut nw, &next, 14), b"survives kexec");
+        disconnect(&mut sw, &mut nw, next);
+    }
 }
 
 #[test]
@@ -277,7 +264,7 @@ fn emulate_ppi_bad_sizes_bad_types_and_unknown_funcs_are_refused_without_rpc() {
     let arg = nw.invoke(&mut sw, client.session, 9, &none4).unwrap();
     assert_eq!(arg.ret, teec::ERROR_BAD_PARAMETERS);
 
-    // Undersized (below a header) and oversized (over 4096) commands.
+    // fTPM.c: a header length beyond p0, p0 or p1 of 0 or over 4096 bytes.
     let short = startup(SU_CLEAR)[..9].to_vec();
     assert_eq!(
         submit_with_room(&mut sw, &mut nw, &client, &short, 4096).0,
@@ -286,6 +273,18 @@ fn emulate_ppi_bad_sizes_bad_types_and_unknown_funcs_are_refused_without_rpc() {
     let long = vec![0x80u8; 4097];
     assert_eq!(
         submit_with_room(&mut sw, &mut nw, &client, &long, 4096).0,
+        teec::ERROR_BAD_PARAMETERS
+    );
+    assert_eq!(
+        submit_with_room(&mut sw, &mut nw, &client, &[], 4096).0,
+        teec::ERROR_BAD_PARAMETERS
+    );
+    assert_eq!(
+        submit_with_room(&mut sw, &mut nw, &client, &get_random(8), 0).0,
+        teec::ERROR_BAD_PARAMETERS
+    );
+    assert_eq!(
+        submit_with_room(&mut sw, &mut nw, &client, &get_random(8), 4097).0,
         teec::ERROR_BAD_PARAMETERS
     );
     // p1 input-only instead of in/out.
@@ -301,37 +300,33 @@ fn emulate_ppi_bad_sizes_bad_types_and_unknown_funcs_are_refused_without_rpc() {
     assert_eq!(arg.ret, teec::ERROR_BAD_PARAMETERS);
     assert_eq!(get_time_rpcs(&nw), 0);
 
-    // The TA is still fine.
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
+    // The TA is still fine; bytes after the header's length are not part of the command.
+    let mut padded = get_random(8);
+    padded.extend_from_slice(&[0xee; 20]);
+    assert_eq!(tpm_code(&mut sw, &mut nw, &client, &padded), rc::SUCCESS);
 }
 
+/// fTPM.c: a response larger than p1 answers SHORT_BUFFER; p1's size is left as the caller set
+/// it either way.
 #[test]
-fn a_too_small_response_buffer_gets_short_buffer_with_the_size_needed() {
+fn a_too_small_response_buffer_gets_short_buffer_and_p1_keeps_its_size() {
     let (mut sw, mut nw) = setup();
     let client = connect(&mut sw, &mut nw, 1, 0x77);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
     let (ret, size, _) = submit_with_room(&mut sw, &mut nw, &client, &get_random(16), 8);
+    assert_eq!((ret, size), (teec::ERROR_SHORT_BUFFER, 8));
     // Header (10) + TPM2B size (2) + 16 bytes.
-    assert_eq!((ret, size), (teec::ERROR_SHORT_BUFFER, 28));
     let (ret, size, response) = submit_with_room(&mut sw, &mut nw, &client, &get_random(16), 28);
-    assert_eq!((ret, size), (teec::SUCCESS, 28));
+    assert_eq!((ret, size, response.len()), (teec::SUCCESS, 28, 28));
     assert_eq!(response_code(&response), Some(rc::SUCCESS));
 }
 
+/// A machine reset restarts the SoC: the instance is created again (fTPM.c
+/// TA_CreateEntryPoint: _TPM_Init, Startup(STATE) refused after Shutdown(CLEAR), so
+/// Startup(CLEAR)): the PCR is lost, NV is kept.
 #[test]
-fn a_machine_reset_power_cycles_the_tpm_and_keeps_nv() {
+fn a_machine_reset_creates_the_instance_again_losing_pcrs_keeping_nv() {
     let (mut sw, mut nw) = setup();
     let client = connect(&mut sw, &mut nw, 1, 0x78);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
     write_nv(&mut sw, &mut nw, &client, b"reset-proof");
     let extend = pcr_extend_sha256(16, &[1; 32]);
     assert_eq!(tpm_code(&mut sw, &mut nw, &client, &extend), rc::SUCCESS);
@@ -342,15 +337,11 @@ fn a_machine_reset_power_cycles_the_tpm_and_keeps_nv() {
 
     sw.reset();
     assert_eq!(sw.stats().sessions, 0);
-    // Even the same boot id finds a reset TPM: the SoC restarted.
     let after = connect(&mut sw, &mut nw, 1, 0x79);
     assert_eq!(
-        tpm_code(&mut sw, &mut nw, &after, &get_random(16)),
-        rc::INITIALIZE
-    );
-    assert_eq!(
         tpm_code(&mut sw, &mut nw, &after, &startup(SU_CLEAR)),
-        rc::SUCCESS
+        rc::INITIALIZE,
+        "the new instance started the TPM itself"
     );
     assert_eq!(pcr16(&mut sw, &mut nw, &after), "0".repeat(64));
     assert_eq!(read_nv(&mut sw, &mut nw, &after, 11), b"reset-proof");
@@ -370,10 +361,6 @@ fn a_state_file_keeps_nv_across_secure_world_processes() {
         sw.add_ta(Box::new(ta));
         assert!(path.exists(), "a new fTPM writes its state file at once");
         let client = connect(&mut sw, &mut nw, 1, 0x7a);
-        assert_eq!(
-            tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-            rc::SUCCESS
-        );
         write_nv(&mut sw, &mut nw, &client, b"on disk");
         // The secure-world process dies here, without any shutdown.
     }
@@ -381,19 +368,11 @@ fn a_state_file_keeps_nv_across_secure_world_processes() {
     let (mut sw, mut nw) = setup();
     sw.add_ta(Box::new(FtpmTa::with_state_file(&path).unwrap()));
     let client = connect(&mut sw, &mut nw, 1, 0x7b);
-    assert_eq!(
-        tpm_code(&mut sw, &mut nw, &client, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
     assert_eq!(read_nv(&mut sw, &mut nw, &client, 7), b"on disk");
 
     // A world without the file has its own, fresh TPM.
     let (mut other, mut other_nw) = setup();
     let fresh = connect(&mut other, &mut other_nw, 1, 0x7c);
-    assert_eq!(
-        tpm_code(&mut other, &mut other_nw, &fresh, &startup(SU_CLEAR)),
-        rc::SUCCESS
-    );
     let response = submit(
         &mut other,
         &mut other_nw,

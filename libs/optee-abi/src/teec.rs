@@ -29,6 +29,25 @@ pub mod login {
     pub const USER: u32 = 1;
     pub const GROUP: u32 = 2;
     pub const APPLICATION: u32 = 4;
+    pub const APPLICATION_USER: u32 = 5;
+    pub const APPLICATION_GROUP: u32 = 6;
+    /// A kernel client (Linux's in-kernel drivers: tpm_ftpm_tee, tee_bnxt_fw).
+    pub const REE_KERNEL: u32 = 0x8000_0000;
+
+    /// Whether OP-TEE accepts this login from the normal world (tee/entry_std.c
+    /// get_open_session_meta; TEE_LOGIN_TRUSTED_APP is for TA-to-TA calls only).
+    pub const fn is_known(login: u32) -> bool {
+        matches!(
+            login,
+            PUBLIC | USER | GROUP | APPLICATION | APPLICATION_USER | APPLICATION_GROUP | REE_KERNEL
+        )
+    }
+
+    /// Whether OP-TEE zeroes the client UUID for this login: nobody vouches for an identity
+    /// (tee/entry_std.c get_open_session_meta).
+    pub const fn is_anonymous(login: u32) -> bool {
+        matches!(login, PUBLIC | REE_KERNEL)
+    }
 }
 
 /// A short name for a result code, for logs and human output.

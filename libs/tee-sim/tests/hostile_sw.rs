@@ -308,8 +308,14 @@ fn an_absurd_thread_count_is_clamped() {
     let mut h = harness(TeedConfig::new());
     let resumes = Rc::new(RefCell::new(0u32));
     let counted = resumes.clone();
+    let mut drains = 0;
     h.script = Some(Box::new(move |regs| match regs[0] as u32 {
         func::GET_THREAD_COUNT => Twist::Answer(fast(ret::OK, 0xFFFF_FFFF, 0)),
+        // A busy first drain: the probe resumes orphans on every thread it believes in.
+        func::DISABLE_SHM_CACHE if drains == 0 => {
+            drains += 1;
+            Twist::Answer(fast(ret::EBUSY, 0, 0))
+        }
         func::RETURN_FROM_RPC => {
             *counted.borrow_mut() += 1;
             Twist::Answer(fast(ret::ERESUME, 0, 0))

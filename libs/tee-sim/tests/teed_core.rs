@@ -416,3 +416,72 @@ fn a_lost_conduit_is_a_typed_unavailability() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The probe drains the stale RPC cache before any yielding call, as Linux's optee_probe does
+/// (drivers/tee/optee/smc_abi.c: optee_disable_unmapped_shm_cache before the first call;
+/// b5c10dd04b74): a world that crashed with a cached RPC argument and a registration left over
+/// is drained first, and only then does the journal's reclaim enter the secure world.
+#[test]
+fn probe_drains_the_stale_cache_before_the_journal_reclaim() {
+    use optee_abi::mem::PhysMem;
+    use optee_abi::smc::func;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let mut h = harness(TeedConfig::new());
+    h.boot(BootKind::Cold, 1).unwrap();
+    let session = session_of(h.open(TPMD, FTPM_TA).unwrap());
+    let (shm, pa) = shm_of(h.alloc(TPMD, 8192).unwrap());
+    h.ram.write(pa, &TPM_STARTUP_CLEAR).unwrap();
+    let submit = [
+        Param::MemrefIn {
+            shm,
+            offset: 0,
+            size: TPM_STARTUP_CLEAR.len() as u32,
+        },
+        Param::MemrefInOut {
+            shm,
+            offset: 4096,
+            size: 4096,
+        },
+    ];
+    h.invoke(TPMD, session, FTPM_SUBMIT_COMMAND, &submit)
+        .unwrap();
+    assert!(
+        h.secure.stats().cached_buffers > 0,
+        "the GET_TIME RPC left a cached argument"
+    );
+
+    // Crash: no shutdown; the next kernel's teed probes the same secure world.
+    h.new_teed(TeedConfig::new());
+    let functions = Rc::new(RefCell::new(Vec::new()));
+    let seen = Rc::clone(&functions);
+    h.script = Some(Box::new(move |regs| {
+        seen.borrow_mut().push(regs[0] as u32);
+        tee_sim::Twist::Honest
+    }));
+    assert_eq!(
+        h.boot(BootKind::Kexec, 2).unwrap(),
+        ServerEvent::Ready { generation: 2 }
+    );
+    let functions = functions.borrow();
+    let first_call = functions
+        .iter()
+        .position(|&f| f == func::CALL_WITH_ARG)
+        .expect("the reclaim made yielding calls");
+    let last_drain = functions
+        .iter()
+        .rposition(|&f| f == func::DISABLE_SHM_CACHE)
+        .expect("the probe drained");
+    assert!(
+        last_drain < first_call,
+        "drain before any yielding call: {functions:x?}"
+    );
+    let stats = h.teed.stats();
+    assert!(stats.cache_cookies_discarded > 0, "{stats:?}");
+    assert!(
+        stats.reclaimed_registrations > 0 && stats.reclaimed_sessions > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.stale_rpc_cookies, 0);
+}

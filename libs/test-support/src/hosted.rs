@@ -150,6 +150,15 @@ impl SecureWorldProcess {
     /// Starts the sibling `secure-world` binary with a RAM of `ram_size` bytes, handing it its
     /// control channel as a launcher does, and waits until it answers there.
     pub fn start(tag: &str, ram_size: u64) -> io::Result<SecureWorldProcess> {
+        SecureWorldProcess::start_with_args(tag, ram_size, &[])
+    }
+
+    /// Like [`SecureWorldProcess::start`], passing `extra` options to the binary.
+    pub fn start_with_args(
+        tag: &str,
+        ram_size: u64,
+        extra: &[&str],
+    ) -> io::Result<SecureWorldProcess> {
         let dir = ScratchDir::new(tag)?;
         let ram = dir.path().join("ram");
         let (world_end, ours) = Endpoint::pair()?;
@@ -159,6 +168,7 @@ impl SecureWorldProcess {
             .arg(&ram)
             .arg("--ram-size")
             .arg(ram_size.to_string())
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -46,6 +46,14 @@ struct Args {
     /// Secure threads (CFG_NUM_THREADS).
     #[arg(long)]
     threads: Option<usize>,
+    /// Core heap size in bytes (CFG_CORE_HEAP_SIZE; 65536 by default, as mk/config.mk).
+    #[arg(long)]
+    heap_bytes: Option<usize>,
+    /// Core heap OP-TEE itself holds once booted, in bytes. A calibrated figure, not an upstream
+    /// one: the default 19456 reproduces the seed's failure on the 4th kexec, which any value
+    /// from 15249 to 23648 does with the default heap (see secure_world::heap).
+    #[arg(long)]
+    heap_baseline_bytes: Option<usize>,
     /// Keep the fTPM's NV in this file (loaded at start, written after every NV change), so
     /// it survives a restart of this process; without it NV lives in memory only.
     #[arg(long)]
@@ -94,6 +102,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(threads) = args.threads {
         config.threads = threads;
+    }
+    if let Some(bytes) = args.heap_bytes {
+        config.core_heap_bytes = bytes;
+    }
+    if let Some(bytes) = args.heap_baseline_bytes {
+        config.heap_baseline_bytes = bytes;
+    }
+    if config.heap_baseline_bytes >= config.core_heap_bytes {
+        return Err(format!(
+            "heap baseline {} B leaves nothing of a {} B core heap",
+            config.heap_baseline_bytes, config.core_heap_bytes
+        )
+        .into());
     }
     let mut world = SecureWorld::new(config, args.nonce);
     if let Some(path) = &args.ftpm_state {

@@ -92,3 +92,27 @@ fn serves_fast_calls_and_registers_shm_from_the_ram_file() {
         teec::ERROR_BAD_PARAMETERS
     );
 }
+
+/// The heap size and its calibrated boot-time baseline are options of the binary; a baseline
+/// that leaves nothing of the heap is refused at start with a clear error.
+#[test]
+fn heap_size_and_baseline_are_options_and_a_baseline_filling_the_heap_is_refused() {
+    let world = SecureWorldProcess::start_with_args(
+        "heap",
+        RAM_SIZE,
+        &["--heap-bytes", "131072", "--heap-baseline-bytes", "20000"],
+    )
+    .unwrap();
+    let stats = world.stats().unwrap();
+    assert_eq!((stats.heap_capacity, stats.heap_used), (131_072, 20_000));
+
+    let refused = SecureWorldProcess::start_with_args(
+        "heap-full",
+        RAM_SIZE,
+        &["--heap-bytes", "65536", "--heap-baseline-bytes", "65536"],
+    );
+    let Err(error) = refused else {
+        panic!("a full heap must not start");
+    };
+    assert!(error.to_string().contains("exited"), "{error}");
+}

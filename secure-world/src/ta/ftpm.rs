@@ -6,19 +6,18 @@
 //! supported. Flags SINGLE_INSTANCE | INSTANCE_KEEP_ALIVE | DEVICE_ENUM, no MULTI_SESSION: the
 //! core answers a second open session with TEE_ERROR_BUSY.
 //!
-//! Lifecycle, as DESIGN.md wants it:
-//! * The TPM (its NV) lives in this object, which lives as long as the secure world: it
-//!   survives normal-world kexec, crashes and restarts of teed or tpmd.
-//! * **A normal-world boot is a TPM reset.** Real hardware resets the TPM with the SoC; here
-//!   the secure world outlives the normal world, so the TA has to learn of a new boot. teed
-//!   opens sessions with a client identity naming its boot ([`boot_client_uuid`]); a session
-//!   naming a boot other than the last one seen power-cycles the TPM first (`_TPM_Init`: NV
-//!   kept, PCRs and sessions gone, TPM2_Startup required). The same boot id (tpmd or teed
-//!   restarted within one boot) changes nothing. Clients without a boot identity change
-//!   nothing either. This is the model's stand-in, not an OP-TEE mechanism.
+//! Lifecycle, as the real TA has it (ms-tpm-20-ref optee_ta fTPM.c; REFERENCE §5, §8):
+//! * The TA is single-instance and keep-alive: its instance is **created once per secure-world
+//!   lifetime**, at the first session after a machine reset, and outlives every session, every
+//!   normal-world kexec and crash-kernel entry, and restarts of teed or tpmd.
+//! * At creation (TA_CreateEntryPoint) it manufactures the TPM if NV is empty, runs `_TPM_Init`
+//!   and its own TPM2_Startup(STATE), falling back to Startup(CLEAR). The TPM is therefore
+//!   always started: PCRs extended before a kexec are still there after it, and a normal
+//!   world's TPM2_Startup answers TPM_RC_INITIALIZE, which Linux's tpm2 driver (and tpmd, and
+//!   tpm2-tools) read as "already started".
 //! * A machine reset ([`crate::SecureWorld::reset`]) restarts the SoC: the core calls
-//!   [`TrustedApp::unload`], which here power-cycles the TPM keeping NV. No new trait method
-//!   was needed: "drop volatile state, keep persistent state" is exactly a TPM power cycle.
+//!   [`TrustedApp::unload`], the instance is gone, and the next session creates it again: NV
+//!   kept, PCRs and sessions gone.
 //! * Optionally ([`FtpmTa::with_state_file`]) NV is also written to a file after every command
 //!   that committed NV, so a restart of the secure-world process keeps it.
 //!
@@ -32,7 +31,7 @@ mod state_file;
 
 use std::path::{Path, PathBuf};
 
-use libtpms::{Tpm, TpmError, HEADER_SIZE, MAX_COMMAND_SIZE};
+use libtpms::{Tpm, TpmError, MAX_COMMAND_SIZE};
 use optee_abi::teec;
 use optee_abi::uuid::{self, Uuid};
 use thiserror::Error;
@@ -47,33 +46,8 @@ pub const SUBMIT_COMMAND: u32 = 0;
 /// Command: physical presence interface emulation; not supported.
 pub const EMULATE_PPI: u32 = 1;
 
-/// Smallest command accepted (a TPM 2.0 header).
-pub const MIN_COMMAND_SIZE: u64 = HEADER_SIZE as u64;
 /// Largest command accepted (the fTPM's and libtpms's buffer).
 pub const MAX_COMMAND_LEN: u64 = MAX_COMMAND_SIZE as u64;
-
-/// Octets 0..8 of a client UUID that carries a boot id in octets 8..16.
-pub const BOOT_CLIENT_TAG: [u8; 8] = *b"teesboot";
-
-/// The client UUID teed presents when opening a session during normal-world boot `boot_id`:
-/// octets 0..8 are [`BOOT_CLIENT_TAG`], octets 8..16 the boot id big-endian.
-pub fn boot_client_uuid(boot_id: u64) -> Uuid {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&BOOT_CLIENT_TAG);
-    bytes[8..].copy_from_slice(&boot_id.to_be_bytes());
-    Uuid::from_bytes(bytes)
-}
-
-/// The boot id in a client UUID made by [`boot_client_uuid`]; `None` for any other client.
-pub fn boot_id_of(client: &Uuid) -> Option<u64> {
-    let bytes = client.as_bytes();
-    if bytes[..8] != BOOT_CLIENT_TAG {
-        return None;
-    }
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&bytes[8..]);
-    Some(u64::from_be_bytes(id))
-}
 
 /// Why an fTPM could not be set up.
 #[derive(Debug, Error)]
@@ -93,14 +67,15 @@ pub enum FtpmError {
 pub struct FtpmTa {
     /// Manufactured on first use, so that worlds that never talk to the fTPM cost nothing.
     tpm: Option<Tpm>,
-    /// Boot id of the last session that named one.
-    last_boot: Option<u64>,
+    /// The TA instance exists (created at the first session after a machine reset).
+    created: bool,
     /// A SUBMIT_COMMAND waits for its GET_TIME answer.
     awaiting_time: bool,
     state_file: Option<PathBuf>,
     /// `Tpm::nv_commits` when NV was last written to the state file.
     persisted_commits: u64,
-    resets: u64,
+    /// Instances created: one per secure-world lifetime that used the fTPM.
+    creations: u64,
 }
 
 impl Default for FtpmTa {
@@ -114,11 +89,11 @@ impl FtpmTa {
     pub fn new() -> FtpmTa {
         FtpmTa {
             tpm: None,
-            last_boot: None,
+            created: false,
             awaiting_time: false,
             state_file: None,
             persisted_commits: 0,
-            resets: 0,
+            creations: 0,
         }
     }
 
@@ -155,9 +130,9 @@ impl FtpmTa {
         self.state_file.as_deref()
     }
 
-    /// TPM resets (power cycles) done for a new normal-world boot or a machine reset.
-    pub fn tpm_resets(&self) -> u64 {
-        self.resets
+    /// TA instances created so far: each ran `_TPM_Init` and its own TPM2_Startup.
+    pub fn creations(&self) -> u64 {
+        self.creations
     }
 
     fn tpm(&mut self) -> Result<&mut Tpm, TpmError> {
@@ -167,21 +142,36 @@ impl FtpmTa {
         }
     }
 
-    /// `_TPM_Init`: NV kept, volatile state gone.
-    fn reset_tpm(&mut self, why: &'static str) {
-        let Some(tpm) = &mut self.tpm else {
-            // Never manufactured: it is as fresh as a reset would make it.
-            return;
-        };
-        match tpm.power_cycle() {
-            Ok(()) => {
-                self.resets += 1;
-                info!(why, "fTPM reset");
+    /// TA_CreateEntryPoint (fTPM.c): manufacture when NV is empty, `_TPM_Init`, then the TA's
+    /// own TPM2_Startup(STATE), falling back to Startup(CLEAR) when no saved state resumes.
+    fn create(&mut self) -> Result<(), TpmError> {
+        let tpm = self.tpm()?;
+        let state = tpm.process(&libtpms::command::startup(libtpms::command::SU_STATE))?;
+        let started = match libtpms::command::response_code(&state) {
+            Some(libtpms::command::rc::SUCCESS) => "STATE",
+            _ => {
+                let clear = tpm.process(&libtpms::command::startup(libtpms::command::SU_CLEAR))?;
+                match libtpms::command::response_code(&clear) {
+                    Some(libtpms::command::rc::SUCCESS) => "CLEAR",
+                    code => {
+                        // fTPM.c goes on regardless; the normal world's commands will tell.
+                        warn!(?code, "fTPM: the TA's own TPM2_Startup failed");
+                        "failed"
+                    }
+                }
             }
-            Err(error) => warn!(why, %error, "fTPM reset failed"),
-        }
+        };
+        self.persist();
+        self.created = true;
+        self.creations += 1;
+        info!(startup = started, "fTPM instance created; TPM started");
+        Ok(())
     }
 
+    /// fTPM.c TA_InvokeCommandEntryPoint: p0 MEMREF_INPUT and p1 MEMREF_INOUT, each of
+    /// 1..=4096 bytes (MAX_COMMAND_SIZE / MAX_RESPONSE_SIZE), p2/p3 NONE, and the command's
+    /// header length within p0. Checked before the GET_TIME RPC, as the real TA checks before
+    /// it runs anything.
     fn check_submit_params(ctx: &TaContext<'_>) -> bool {
         let expected = [
             ParamType::MemrefInput,
@@ -189,13 +179,35 @@ impl FtpmTa {
             ParamType::None,
             ParamType::None,
         ];
-        ctx.param_types() == expected
-            && ctx
-                .memref_size(0)
-                .is_ok_and(|len| (MIN_COMMAND_SIZE..=MAX_COMMAND_LEN).contains(&len))
+        let sized = |i| {
+            ctx.memref_size(i)
+                .is_ok_and(|len| (1..=MAX_COMMAND_LEN).contains(&len))
+        };
+        if ctx.param_types() != expected || !sized(0) || !sized(1) {
+            return false;
+        }
+        ctx.memref_size(0)
+            .ok()
+            .zip(Self::declared_len(ctx))
+            .is_some_and(|(len, declared)| declared <= len)
     }
 
-    /// Runs the command in p0 and returns the response in p1.
+    /// The length in the command's header (bytes 2..6, big-endian); bytes past the end of a
+    /// shorter p0 read as zero, as the TA's zeroed command buffer would give them.
+    fn declared_len(ctx: &TaContext<'_>) -> Option<u64> {
+        let len = ctx.memref_size(0).ok()?;
+        let mut head = [0u8; 6];
+        let take = head.len().min(len as usize);
+        ctx.read_memref(0, 0, &mut head[..take]).ok()?;
+        Some(u64::from(u32::from_be_bytes([
+            head[2], head[3], head[4], head[5],
+        ])))
+    }
+
+    /// Runs the command in p0 and writes the response into p1 (fTPM.c): the command's length is
+    /// its header's, which must not exceed p0; p1's size is left as the caller set it (the
+    /// caller reads the length from the response header), and a response larger than p1
+    /// answers SHORT_BUFFER.
     fn submit(&mut self, ctx: &mut TaContext<'_>) -> u32 {
         let Ok(len) = ctx.memref_size(0) else {
             return teec::ERROR_BAD_PARAMETERS;
@@ -204,6 +216,10 @@ impl FtpmTa {
         if ctx.read_memref(0, 0, &mut command).is_err() {
             return teec::ERROR_BAD_PARAMETERS;
         }
+        let Some(declared) = Self::declared_len(ctx).filter(|&declared| declared <= len) else {
+            return teec::ERROR_BAD_PARAMETERS;
+        };
+        command.truncate(declared as usize);
         let Ok(capacity) = ctx.memref_size(1) else {
             return teec::ERROR_BAD_PARAMETERS;
         };
@@ -215,12 +231,8 @@ impl FtpmTa {
             }
         };
         self.persist();
-        let response_len = response.len() as u64;
-        // The command has run either way, as in the real TA; the size tells what was needed.
-        if ctx.set_memref_size(1, response_len).is_err() {
-            return teec::ERROR_BAD_PARAMETERS;
-        }
-        if response_len > capacity {
+        // The command has run either way, as in the real TA.
+        if response.len() as u64 > capacity {
             return teec::ERROR_SHORT_BUFFER;
         }
         if ctx.write_memref(1, 0, &response).is_err() {
@@ -264,20 +276,16 @@ impl TrustedApp for FtpmTa {
     fn open_session(
         &mut self,
         session: SessionId,
-        client: &ClientIdentity,
+        _client: &ClientIdentity,
         _: &mut TaContext<'_>,
     ) -> u32 {
-        if let Err(error) = self.tpm() {
-            warn!(%error, "fTPM cannot be manufactured");
-            return teec::ERROR_GENERIC;
-        }
-        if let Some(boot) = boot_id_of(&client.uuid) {
-            if self.last_boot.is_some_and(|last| last != boot) {
-                self.reset_tpm("new normal-world boot");
+        if !self.created {
+            if let Err(error) = self.create() {
+                warn!(%error, "fTPM cannot be created");
+                return teec::ERROR_GENERIC;
             }
-            self.last_boot = Some(boot);
         }
-        debug!(session, boot = ?self.last_boot, "fTPM session opened");
+        debug!(session, "fTPM session opened");
         teec::SUCCESS
     }
 
@@ -313,26 +321,15 @@ impl TrustedApp for FtpmTa {
 
     fn close_session(&mut self, _: SessionId) {}
 
-    /// A machine reset: the TPM power-cycles with the SoC, NV kept; the next session starts a
-    /// new boot whatever id it names.
+    /// A machine reset: the instance goes with the SoC. The TPM loses its volatile state now
+    /// (NV kept); the next session creates the instance again, which starts the TPM.
     fn unload(&mut self) {
-        self.reset_tpm("machine reset");
-        self.last_boot = None;
+        if let Some(tpm) = &mut self.tpm {
+            if let Err(error) = tpm.power_cycle() {
+                warn!(%error, "fTPM power cycle failed");
+            }
+        }
+        self.created = false;
         self.awaiting_time = false;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boot_client_uuid_round_trips_and_other_clients_carry_no_boot() {
-        let client = boot_client_uuid(0x0102_0304_0506_0708);
-        assert_eq!(&client.as_bytes()[..8], b"teesboot");
-        assert_eq!(&client.as_bytes()[8..], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(boot_id_of(&client), Some(0x0102_0304_0506_0708));
-        assert_eq!(boot_id_of(&Uuid::from_bytes([0; 16])), None);
-        assert_eq!(boot_id_of(&uuid::FTPM_TA), None);
     }
 }

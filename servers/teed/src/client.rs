@@ -41,12 +41,11 @@ impl<M: PhysMem> Requests<'_, M> {
         reply: ReplyTo,
         kind: ServerKind,
         body: TeedRequest,
-        boot_id: u64,
     ) -> Heard {
         let client = reply.client;
         match body {
             TeedRequest::OpenSession { ta, login } => {
-                self.open_session(now, reply, kind, Uuid::from_bytes(ta), login, boot_id)
+                self.open_session(now, reply, kind, Uuid::from_bytes(ta), login)
             }
             TeedRequest::Invoke {
                 session,
@@ -105,7 +104,6 @@ impl<M: PhysMem> Requests<'_, M> {
         kind: ServerKind,
         ta: Uuid,
         login: Login,
-        boot_id: u64,
     ) -> Heard {
         if !self.cfg.policy.allows(kind, &ta) {
             tracing::warn!(client = %reply.client, %ta, "session to a TA outside the client's grant");
@@ -122,10 +120,10 @@ impl<M: PhysMem> Requests<'_, M> {
             meta: true,
         };
         arg.push(meta(a, b, 0)).map_err(|_| WireError::BadRequest)?;
-        // The client identity carries this boot's id: the fTPM model resets the TPM when a new
-        // normal-world boot opens it, as a reboot resets a real TPM.
-        let (ca, cb) = boot_client_uuid(boot_id).to_value_pair();
-        arg.push(meta(ca, cb, u64::from(login.teec_value())))
+        // No client UUID: teed opens sessions as Linux's kernel clients do (tpm_ftpm_tee,
+        // tee_bnxt_fw: LOGIN_PUBLIC, clnt_uuid left zero), and OP-TEE zeroes it for that login
+        // anyway (tee/entry_std.c get_open_session_meta).
+        arg.push(meta(0, 0, u64::from(login.teec_value())))
             .map_err(|_| WireError::BadRequest)?;
         let slot = self.engine.take_slot().ok_or(WireError::Busy)?;
         let journal_slot = self.reg.journal_session_begin(kind, slot);
@@ -332,14 +330,6 @@ impl<M: PhysMem> Requests<'_, M> {
         }
         Some(Ok(TeedResponse::SessionOpened { session }))
     }
-}
-
-/// The client UUID teed presents in OPEN_SESSION: `teesboot` and the boot id, big-endian.
-pub fn boot_client_uuid(boot_id: u64) -> Uuid {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(b"teesboot");
-    bytes[8..].copy_from_slice(&boot_id.to_be_bytes());
-    Uuid::from_bytes(bytes)
 }
 
 /// What an INVOKE_COMMAND's end tells the client: the results it asked for, or why it failed.

@@ -39,8 +39,6 @@ pub(crate) enum Phase {
 pub struct Teed<M: PhysMem> {
     pub(crate) cfg: TeedConfig,
     pub(crate) generation: Generation,
-    /// This boot's id, which the fTPM TA reads from the client identity.
-    pub(crate) boot_id: u64,
     pub(crate) init_header: Header,
     pub(crate) phase: Phase,
     pub(crate) registry: Registry<M>,
@@ -58,7 +56,6 @@ impl<M: PhysMem> Teed<M> {
             engine: CallEngine::new(&cfg),
             cfg,
             generation: 0,
-            boot_id: 0,
             init_header: Header::new(0, 0, 0),
             phase: Phase::AwaitingHello,
             registry: Registry::new(mem),
@@ -96,7 +93,6 @@ impl<M: PhysMem> Teed<M> {
                     return;
                 }
                 self.generation = generation;
-                self.boot_id = boot.boot_id;
                 self.init_header = header.reply_to(generation);
                 let hello = Hello {
                     generation,
@@ -179,13 +175,7 @@ impl<M: PhysMem> Teed<M> {
             reg: &mut self.registry,
             engine: &mut self.engine,
         };
-        let heard = requests.handle(
-            now,
-            ReplyTo { client, header },
-            kind,
-            frame.body,
-            self.boot_id,
-        );
+        let heard = requests.handle(now, ReplyTo { client, header }, kind, frame.body);
         match heard {
             Ok(None) => {}
             Ok(Some(body)) => self.reply(client, header, body),

@@ -29,7 +29,6 @@ mod release;
 mod shutdown;
 pub mod types;
 
-pub use crate::client::boot_client_uuid;
 pub use crate::config::{
     Bounds, Deadlines, Hardening, Millis, Policy, Quota, SeedBugs, TeedConfig, BNXTD_QUOTA,
     TPMD_QUOTA,

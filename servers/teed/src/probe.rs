@@ -1,8 +1,15 @@
 //! The probe: crash flag → decline with no SMC (adf752af454e); API UID and revision;
-//! capabilities; thread count; resume threads an earlier world left suspended (beyond Linux);
-//! reclaim what the journal lists (beyond Linux); drain stale RPC-cache entries in *unmapped*
-//! mode, discarding their cookies (b5c10dd04b74); enable the cache; Ready. Every wait is bounded
-//! by the probe deadline: where Linux hung, teed declines.
+//! capabilities; thread count; drain stale RPC-cache entries in *unmapped* mode, discarding their
+//! cookies (b5c10dd04b74); then resume threads an earlier world left suspended (beyond Linux) and
+//! drain again; reclaim what the journal lists (beyond Linux); enable the cache; Ready. Every wait
+//! is bounded by the probe deadline: where Linux hung, teed declines.
+//!
+//! The drain comes before any yielding call, as Linux orders optee_probe (smc_abi.c: the unmapped
+//! drain runs before the driver issues its first call): a cached RPC argument still holds a
+//! cookie of the previous kernel, and a call made first could have the secure world send it back
+//! (OP-TEE issue #1312). DISABLE_SHM_CACHE answers EBUSY while a thread is suspended
+//! (thread_disable_prealloc_rpc_cache), which is where Linux waited for ever; teed resumes those
+//! orphans (RETURN_FROM_RPC, not a new call) and drains again.
 //!
 //! A machine of its own, driven from outside: it makes its calls through the call engine, reads
 //! and writes the journal through the registry, and tells the server how it ended.
@@ -28,9 +35,9 @@ pub(crate) enum ProbeStep {
     OsRevision,
     Capabilities,
     ThreadCount,
+    DrainUnmapped,
     ResumeOrphans,
     Reclaim,
-    DrainUnmapped,
     EnableCache,
 }
 
@@ -61,6 +68,10 @@ pub(crate) enum Answer {
     Threads(u32),
     /// A stale cache entry was discarded; drain again.
     CookieDiscarded,
+    /// The cache is empty and off.
+    Drained,
+    /// The cache cannot be drained: a thread is not free.
+    DrainBusy,
     /// The secure world is busy: ask again after a pause.
     Retry,
     Ready,
@@ -95,8 +106,8 @@ impl Answer {
             FastCall::ThreadCount => Answer::Threads(0),
             FastCall::DrainUnmapped => match code {
                 ret::OK => Answer::CookieDiscarded,
-                ret::EBUSY => Answer::Retry,
-                _ => Answer::Next(ProbeStep::EnableCache),
+                ret::EBUSY => Answer::DrainBusy,
+                _ => Answer::Drained,
             },
             FastCall::EnableCache => match code {
                 ret::OK => Answer::Ready,
@@ -114,7 +125,12 @@ impl Answer {
         match *self {
             Answer::Ready => Some(ProbeEnd::Ready),
             Answer::Decline(reason) => Some(ProbeEnd::Declined(reason)),
-            Answer::Next(_) | Answer::Threads(_) | Answer::CookieDiscarded | Answer::Retry => None,
+            Answer::Next(_)
+            | Answer::Threads(_)
+            | Answer::CookieDiscarded
+            | Answer::Drained
+            | Answer::DrainBusy
+            | Answer::Retry => None,
         }
     }
 }
@@ -130,6 +146,8 @@ pub(crate) struct Probe {
     /// Secure threads, as the secure world counted them.
     thread_count: u32,
     resume_orphans: bool,
+    /// Orphans were resumed once already (the drain runs again after them).
+    orphans_resumed: bool,
     /// Seed bug b5c10dd04b74: skip the stale-cache drain.
     skip_cache_drain: bool,
     retry_ms: Millis,
@@ -184,6 +202,7 @@ impl Probe {
             busy: false,
             thread_count: 0,
             resume_orphans: cfg.hardening.resume_orphans,
+            orphans_resumed: false,
             skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
@@ -227,25 +246,26 @@ impl Probe {
                 ProbeStep::ThreadCount => {
                     engine.fast(FastCall::ThreadCount, func::GET_THREAD_COUNT)
                 }
+                ProbeStep::DrainUnmapped => {
+                    if self.skip_cache_drain {
+                        self.next(ProbeStep::ResumeOrphans);
+                        continue;
+                    }
+                    engine.fast(FastCall::DrainUnmapped, func::DISABLE_SHM_CACHE)
+                }
                 ProbeStep::ResumeOrphans => {
-                    if !self.resume_orphans || self.thread_count == 0 {
+                    if !self.resume_orphans || self.thread_count == 0 || self.orphans_resumed {
                         self.next(ProbeStep::Reclaim);
                         continue;
                     }
+                    self.orphans_resumed = true;
                     leftovers::resume_orphans(now, engine, self.thread_count);
                 }
                 ProbeStep::Reclaim => {
                     if !leftovers::start_reclaim(now, reg, engine) {
-                        self.next(ProbeStep::DrainUnmapped);
-                        continue;
-                    }
-                }
-                ProbeStep::DrainUnmapped => {
-                    if self.skip_cache_drain {
                         self.next(ProbeStep::EnableCache);
                         continue;
                     }
-                    engine.fast(FastCall::DrainUnmapped, func::DISABLE_SHM_CACHE)
                 }
                 ProbeStep::EnableCache => {
                     engine.fast(FastCall::EnableCache, func::ENABLE_SHM_CACHE)
@@ -264,7 +284,7 @@ impl Probe {
                     tracing::warn!(count, "absurd secure thread count; clamped");
                 }
                 self.thread_count = count.min(self.bounds.max_threads);
-                self.next(ProbeStep::ResumeOrphans);
+                self.next(ProbeStep::DrainUnmapped);
             }
             Answer::CookieDiscarded => {
                 self.drained = self.drained.saturating_add(1);
@@ -276,7 +296,13 @@ impl Probe {
                 }
                 self.next(ProbeStep::DrainUnmapped);
             }
-            Answer::Retry => {
+            // Empty and off, and every thread was free: no orphan to resume.
+            Answer::Drained => self.next(ProbeStep::Reclaim),
+            Answer::DrainBusy if self.resume_orphans && !self.orphans_resumed => {
+                // A thread is suspended: resume the orphans, then drain again.
+                self.next(ProbeStep::ResumeOrphans);
+            }
+            Answer::DrainBusy | Answer::Retry => {
                 self.busy = false;
                 self.retry_at = Some(now.saturating_add(self.retry_ms));
             }
@@ -292,6 +318,10 @@ impl Probe {
             return;
         }
         match self.step {
+            // Resumed threads that finished left their RPC argument in the cache: drain again.
+            ProbeStep::ResumeOrphans if !self.skip_cache_drain => {
+                self.next(ProbeStep::DrainUnmapped)
+            }
             ProbeStep::ResumeOrphans => self.next(ProbeStep::Reclaim),
             // Another round: leftovers that did not fit in the message slots.
             ProbeStep::Reclaim => self.busy = false,

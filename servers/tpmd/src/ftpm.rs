@@ -27,6 +27,26 @@ pub const RESPONSE_OFFSET: u32 = TPM_BUFFER_MAX as u32;
 const CC_SHUTDOWN: u32 = 0x0145;
 /// TPM_SU_CLEAR.
 const SU_CLEAR: u16 = 0x0000;
+/// TPM_CC_Startup.
+const CC_STARTUP: u32 = 0x0144;
+/// TPM_RC_INITIALIZE: for TPM2_Startup, the TPM was already started.
+const TPM_RC_INITIALIZE: u32 = 0x0100;
+
+/// Whether `command` is TPM2_Startup.
+fn is_startup(command: &[u8]) -> bool {
+    command.get(6..10) == Some(&CC_STARTUP.to_be_bytes()[..])
+}
+
+/// The response code of a TPM response.
+fn response_code(response: &TpmResponse) -> Option<u32> {
+    match response {
+        TpmResponse::Response { bytes } => bytes
+            .get(6..10)
+            .and_then(|code| code.try_into().ok())
+            .map(u32::from_be_bytes),
+        TpmResponse::Error(_) => None,
+    }
+}
 
 /// TPM2_Shutdown(SU_CLEAR): sent before a planned kexec or reboot, so that the next boot's
 /// Startup is orderly and the TPM's lockout counter does not rise.
@@ -146,7 +166,7 @@ impl TaService for FtpmService {
 
     fn complete(
         &mut self,
-        _job: &TpmCommand,
+        job: &TpmCommand,
         mem: &mut dyn PhysMem,
         shm: ShmBuffer,
         reply: TaReply<'_>,
@@ -162,7 +182,14 @@ impl TaService for FtpmService {
                 origin: reply.origin,
             });
         }
-        read_response(mem, shm).unwrap_or_else(|error| self.fail(error))
+        let response = read_response(mem, shm).unwrap_or_else(|error| self.fail(error));
+        if is_startup(&job.bytes) && response_code(&response) == Some(TPM_RC_INITIALIZE) {
+            // The fTPM TA starts the TPM once per secure-world lifetime (fTPM.c
+            // TA_CreateEntryPoint): "already started", as Linux's tpm2_auto_startup reads it.
+            // The consumer gets the TPM's own answer, as through /dev/tpm0.
+            debug!("TPM2_Startup: TPM already started");
+        }
+        response
     }
 
     fn fail(&self, error: ClientError) -> TpmResponse {

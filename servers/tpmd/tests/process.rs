@@ -126,7 +126,12 @@ fn tpmd_runs_tpm_commands_on_the_secure_worlds_ftpm() {
     let TpmResponse::Response { bytes } = run(&mut consumer, &STARTUP_CLEAR) else {
         panic!("no TPM response to Startup");
     };
-    assert_eq!(response_code(&bytes), 0, "Startup answered {bytes:02x?}");
+    // The fTPM TA started the TPM when it was created (fTPM.c TA_CreateEntryPoint).
+    assert_eq!(
+        response_code(&bytes),
+        0x100,
+        "Startup answered {bytes:02x?}: not TPM_RC_INITIALIZE"
+    );
     let TpmResponse::Response { bytes: first } = run(&mut consumer, &GET_RANDOM_16) else {
         panic!("no TPM response to GetRandom");
     };

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use swtpm_support::tools::{
     create_primary_and_flush, esapi_context, esapi_extend_pcr16_with_ones, esapi_read_pcr16,
-    extend_pcr16_with_ones, nv_round_trip, parallel_get_random, read_response, stdout, tcp_tcti,
-    unix_tcti, Tpm2Target,
+    esapi_startup_clear, extend_pcr16_with_ones, nv_round_trip, parallel_get_random, read_response,
+    stdout, tcp_tcti, unix_tcti, Tpm2Target, PCR16_EXTENDED_WITH_ONES_HEX,
 };
 use tee_test_support::libtpms::command;
 
@@ -71,6 +71,17 @@ impl SwtpmStack {
     fn data_path(&self) -> PathBuf {
         self.dir.join("swtpm.sock")
     }
+
+    /// Runs `teectl <args>` against this stack and insists on success.
+    fn teectl(&self, args: &[&str]) {
+        let output = Command::new(&self.teectl)
+            .arg("--state-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "teectl {args:?}: {output:?}");
+    }
 }
 
 impl Tpm2Target for SwtpmStack {
@@ -102,15 +113,40 @@ fn tpm2_tools_through_the_stack() {
     nv_round_trip(&stack, "0x1500017", b"hello through teesys");
 }
 
+/// The fTPM TA is keep-alive (ms-tpm-20-ref fTPM.c: SINGLE_INSTANCE | INSTANCE_KEEP_ALIVE,
+/// TPM started once by TA_CreateEntryPoint): through tpm2-tools, a PCR extended before a real
+/// orderly kexec of the hosted stack is still extended after it, tpm2_startup still succeeds
+/// (it accepts TPM_RC_INITIALIZE), and a machine reset clears the PCR.
+#[test]
+fn tpm2_tools_see_a_pcr_survive_a_kexec_and_not_a_machine_reset() {
+    let stack = SwtpmStack::up("keepalive");
+    stack.tool("tpm2_startup", &["-c"]);
+    extend_pcr16_with_ones(&stack);
+
+    stack.teectl(&["kexec"]);
+    stack.tool("tpm2_startup", &["-c"]);
+    let after_kexec = stdout(&stack.tool("tpm2_pcrread", &["sha256:16"]));
+    assert!(
+        after_kexec.contains(PCR16_EXTENDED_WITH_ONES_HEX),
+        "kept across kexec: {after_kexec}"
+    );
+
+    stack.teectl(&["reboot"]);
+    stack.tool("tpm2_startup", &["-c"]);
+    let after_reset = stdout(&stack.tool("tpm2_pcrread", &["sha256:16"]));
+    assert!(
+        !after_reset.contains(PCR16_EXTENDED_WITH_ONES_HEX) && after_reset.contains("0x0000000000"),
+        "cleared by the machine reset: {after_reset}"
+    );
+}
+
 #[test]
 fn tss_esapi_over_loopback_tcp_through_the_stack() {
-    use tss_esapi::constants::StartupType;
-
     let stack = SwtpmStack::up("esapi");
     let mut context = esapi_context(&tcp_tcti(stack.tcp_port));
-    context.startup(StartupType::Clear).unwrap();
-
+    // The fTPM TA started the TPM itself: commands run before any Startup of ours.
     assert_eq!(context.get_random(16).unwrap().len(), 16);
+    esapi_startup_clear(&mut context);
 
     esapi_extend_pcr16_with_ones(&mut context);
     let expected = [

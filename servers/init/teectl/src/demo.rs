@@ -221,7 +221,8 @@ impl Demo {
         }
     }
 
-    /// Startup (once per boot: every boot is a TPM reset) then GetRandom must succeed.
+    /// Startup then GetRandom must succeed. The fTPM TA started the TPM itself (fTPM.c
+    /// TA_CreateEntryPoint), so Startup usually answers TPM_RC_INITIALIZE, "already started".
     fn tpm_works(&mut self, label: &str) -> Result<(), CliError> {
         let started = self.tpm(&format!("{label}: tpm startup"), &tpm::startup_clear())?;
         if !matches!(started, TpmOutcome::Answer(ref a) if a.rc == 0 || a.rc == tpm::TPM_RC_INITIALIZE)

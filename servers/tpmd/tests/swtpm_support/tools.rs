@@ -148,6 +148,24 @@ pub fn esapi_context(tcti: &str) -> Context {
     Context::new(TctiNameConf::from_str(tcti).unwrap()).unwrap()
 }
 
+/// TPM2_Startup(CLEAR) as a TSS client sends it. The fTPM TA starts the TPM itself when it
+/// is created (fTPM.c TA_CreateEntryPoint), so the TPM answers TPM_RC_INITIALIZE, "already
+/// started", which tpm2-tools and Linux's tpm2_auto_startup accept too (tpm2-tss's Esys_Startup
+/// may already turn it into success). Returns whether the answer was TPM_RC_INITIALIZE.
+pub fn esapi_startup_clear(context: &mut Context) -> bool {
+    use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
+    use tss_esapi::constants::StartupType;
+    match context.startup(StartupType::Clear) {
+        Ok(()) => false,
+        Err(tss_esapi::Error::Tss2Error(rc))
+            if rc.kind() == Some(Tss2ResponseCodeKind::Initialize) =>
+        {
+            true
+        }
+        Err(other) => panic!("TPM2_Startup: {other}"),
+    }
+}
+
 /// PCR16 of the SHA-256 bank.
 pub fn esapi_read_pcr16(context: &mut Context) -> Vec<u8> {
     let selection = PcrSelectionListBuilder::new()
