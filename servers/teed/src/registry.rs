@@ -82,6 +82,8 @@ pub(crate) struct Registry<M: PhysMem> {
     pub sessions: BTreeMap<u32, Session>,
     /// Driver-private buffers by cookie.
     pub private: BTreeMap<u64, PrivateBuf>,
+    /// The journal entry of teed's registered argument pages (`crate::abi`).
+    arg_pages_slot: Option<usize>,
 }
 
 impl<M: PhysMem> Registry<M> {
@@ -101,6 +103,7 @@ impl<M: PhysMem> Registry<M> {
             next_shm: 1,
             sessions: BTreeMap::new(),
             private: BTreeMap::new(),
+            arg_pages_slot: None,
         }
     }
 
@@ -332,6 +335,33 @@ impl<M: PhysMem> Registry<M> {
                 false
             }
         }
+    }
+
+    // ---- teed's argument pages (`crate::abi`) ----
+
+    /// Records teed's argument pages about to be registered under `cookie`, owned by teed
+    /// itself, so that a crash before their unregistration leaves an entry the next probe
+    /// reclaims. `Ok(None)` without a journal; `Err` when the journal is full (then they must
+    /// not be registered at all).
+    pub fn journal_arg_pages(&mut self, cookie: u64, run: Run) -> Result<Option<usize>, ()> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        let owner = owner_tag(ServerKind::Teed);
+        match j.begin_registration(&mut self.mem, owner, cookie, run.pa, run.bytes()) {
+            Ok(Some(slot)) => Ok(Some(slot)),
+            _ => Err(()),
+        }
+    }
+
+    /// The argument pages' journal entry, while they are registered.
+    pub fn arg_pages_journal_slot(&self) -> Option<usize> {
+        self.arg_pages_slot
+    }
+
+    /// Remembers (or forgets) the argument pages' journal entry.
+    pub fn set_arg_pages_journal_slot(&mut self, slot: Option<usize>) {
+        self.arg_pages_slot = slot;
     }
 
     // ---- journal writes (no-ops without a journal) ----

@@ -81,6 +81,8 @@ pub enum Purpose {
     },
     /// Seed bug 376e4199e327: unregister a driver-private RPC buffer, then resume `parent`.
     UnregisterPrivate { parent: CallId, cookie: u64 },
+    /// A call of the modern interface (argument pages, notifications).
+    Abi(crate::abi::AbiCall),
 }
 
 impl Purpose {
@@ -97,7 +99,8 @@ impl Purpose {
             | Purpose::ReclaimSession { .. }
             | Purpose::Orphan { .. }
             | Purpose::RegisterPrivate { .. }
-            | Purpose::UnregisterPrivate { .. } => None,
+            | Purpose::UnregisterPrivate { .. }
+            | Purpose::Abi(_) => None,
         }
     }
 }

@@ -78,7 +78,8 @@ impl CallEngine {
             }
             Some(RpcRequest::Cmd { cookie }) => {
                 if !orphan {
-                    let wait = match self.run_rpc_cmd(reg, now, cookie) {
+                    let at = self.rpc_arg_of(id);
+                    let wait = match self.run_rpc_cmd(reg, now, cookie, at) {
                         CmdOutcome::Resume => None,
                         CmdOutcome::Sleep { until } => Some(until),
                         CmdOutcome::WaitNotification { key } => {
@@ -121,19 +122,25 @@ impl CallEngine {
         allowed
     }
 
-    /// Runs an RPC command in place and says when the thread may be resumed.
+    /// Runs an RPC command in place and says when the thread may be resumed. A call that
+    /// supplied its RPC struct has it at `rpc_arg` (and RPC CMD names no buffer); any other
+    /// names the private buffer it got by RPC ALLOC.
     fn run_rpc_cmd<M: PhysMem>(
         &mut self,
         reg: &mut Registry<M>,
         now: Millis,
         cookie: u64,
+        rpc_arg: Option<u64>,
     ) -> CmdOutcome {
-        let Some(buf) = reg.private.get(&cookie).copied() else {
-            self.stats.stale_rpc_cookies += 1;
-            tracing::warn!(cookie, "RPC command in a buffer this teed never gave out");
-            return CmdOutcome::Resume;
+        let at = match rpc_arg.or_else(|| reg.private.get(&cookie).map(|buf| buf.run.pa)) {
+            Some(pa) => pa,
+            None => {
+                self.stats.stale_rpc_cookies += 1;
+                tracing::warn!(cookie, "RPC command in a buffer this teed never gave out");
+                return CmdOutcome::Resume;
+            }
         };
-        let Ok(mut arg) = MsgArg::read_from(&reg.mem, buf.run.pa) else {
+        let Ok(mut arg) = MsgArg::read_from(&reg.mem, at) else {
             return CmdOutcome::Resume;
         };
         let mut wake = CmdOutcome::Resume;
@@ -208,14 +215,15 @@ impl CallEngine {
             }
             _ => arg.ret = teec::ERROR_NOT_SUPPORTED,
         }
-        if arg.write_to(&mut reg.mem, buf.run.pa).is_err() {
+        if arg.write_to(&mut reg.mem, at).is_err() {
             tracing::warn!(cookie, "RPC answer could not be written back");
         }
         wake
     }
 
-    /// NOTIFICATION SEND: wakes the call waiting for `key`, or remembers the send.
-    fn notify(&mut self, key: u64) {
+    /// NOTIFICATION SEND (or an asynchronous notification value): wakes the call waiting for
+    /// `key`, or remembers the send.
+    pub(crate) fn notify(&mut self, key: u64) {
         match self.notif_waiters.remove(&key) {
             Some(waiter) if self.calls.contains_key(&waiter) => self.send_next(waiter),
             _ => {

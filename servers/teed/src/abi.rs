@@ -1,0 +1,508 @@
+//! What a modern secure world (OP-TEE >= 3.17, the model's 4.x profile) offers beyond 3.14, and
+//! teed's use of it: registered argument pages for CALL_WITH_REGD_ARG, and asynchronous
+//! notifications. Under 3.14 none of this runs and teed behaves as before.
+//!
+//! * **Capabilities** (EXCHANGE_CAPABILITIES, core/arch/arm/tee/entry_fast.c): SEC_CAP_RPC_ARG
+//!   with the RPC param count in a3, SEC_CAP_ASYNC_NOTIF with the largest notification value in
+//!   a2 (read as Linux's smc_abi.c optee_msg_exchange_capabilities reads them).
+//! * **Argument pages**: teed's message slots (one page each, so that every form of call can name
+//!   them: CALL_WITH_ARG and CALL_WITH_RPC_ARG need a page-aligned message) are registered once,
+//!   as one registration, and every yielding call then names them with CALL_WITH_REGD_ARG; the
+//!   secure world's RPC struct follows the message in its slot. The registration is made with
+//!   CALL_WITH_RPC_ARG (it cannot name itself), journaled before its SMC like any other, and
+//!   undone at shutdown with CALL_WITH_RPC_ARG too, since an UNREGISTER_SHM sent through the
+//!   registration it removes would hold it and wait for itself (mobj_reg_shm_release_by_cookie
+//!   waits for the last user). Linux mainline unregisters its argument pages only on remove,
+//!   never on shutdown (smc_abi.c optee_shutdown), so every kexec leaves them behind.
+//! * **Asynchronous notifications** (core/kernel/notif.c, notif_default.c; Linux smc_abi.c
+//!   irq_handler): the shell reports the notification interrupt with
+//!   [`Teed::notification_interrupt`]; teed reads GET_ASYNC_NOTIF_VALUE until nothing is
+//!   pending, wakes the NOTIFICATION waiter of each value, and answers value 0 with one
+//!   DO_BOTTOM_HALF yielding call at a time. The shutdown sends STOP_ASYNC_NOTIF (Linux only does
+//!   on remove).
+//! * **A new boot** finds notifications as the last world left them: OP-TEE keeps the started
+//!   state across kexec and crash-kernel entry (only STOP or a machine reset clears it), an
+//!   ENABLE while started is "already started" and changes nothing, and values queued for the
+//!   old world stay queued — while the interrupt that announced them died with the old kernel.
+//!   So the probe enables (harmless either way) and then reads every queued value at once, as if
+//!   the interrupt had come: a queued bottom half is run (the secure-world driver still wants
+//!   it), any other value is dropped (its waiter was a thread of the old world, resumed and
+//!   failed by the orphan step). No STOP is needed: STOP only tells the drivers that the normal
+//!   world leaves, and ENABLE already finds them started.
+
+use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
+use optee_abi::msg::{arg_size, cmd, MsgArg, MAX_PARAMS};
+use optee_abi::smc::{async_notif, func, ret, sec_cap, Regs};
+use optee_abi::teec;
+
+use crate::call::{AbiFast, Outcome};
+use crate::config::Millis;
+use crate::core::Teed;
+use crate::engine::{ArgMode, CallEngine};
+use crate::frames::Run;
+use crate::journal::EntryState;
+use crate::registry::Registry;
+use crate::types::Purpose;
+
+/// The most GET_ASYNC_NOTIF_VALUE reads one round makes: every asynchronous value once (64),
+/// twice. A secure world that keeps saying PENDING beyond that is not believed.
+const MAX_READS_PER_ROUND: u32 = 128;
+
+/// The largest notification value believed: NOTIF_VALUE_MAX is NOTIF_SYNC_VALUE_BASE (64) plus
+/// CFG_NUM_THREADS (core/include/kernel/notif.h), and [`crate::config::Bounds::max_threads`]
+/// bounds the latter; twice that. It bounds the keys teed remembers a send for.
+const MAX_NOTIF_VALUE_BELIEVED: u32 = 2 * (64 + 32);
+
+/// The capabilities that change how teed talks to the secure world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Caps {
+    /// RPC params the secure world's RPC struct holds (SEC_CAP_RPC_ARG, a3 bits 7..0); 0
+    /// without the capability.
+    pub rpc_param_count: u32,
+    /// SEC_CAP_ASYNC_NOTIF.
+    pub async_notif: bool,
+    /// The largest notification value (a2 with SEC_CAP_ASYNC_NOTIF).
+    pub max_notif_value: u32,
+}
+
+impl Caps {
+    /// Reads EXCHANGE_CAPABILITIES' answer. An RPC struct too large for a message slot beside
+    /// the largest message teed sends is not used (calls stay CALL_WITH_ARG).
+    pub fn read(regs: &Regs) -> Caps {
+        let sec = regs[1];
+        let mut rpc_param_count = if sec & sec_cap::RPC_ARG != 0 {
+            (regs[3] & 0xFF) as u32
+        } else {
+            0
+        };
+        let slot = crate::journal::ARG_SLOT_BYTES as usize;
+        if arg_size(MAX_PARAMS) + arg_size(rpc_param_count as usize) > slot {
+            tracing::warn!(
+                rpc_param_count,
+                "RPC struct does not fit a message slot; unused"
+            );
+            rpc_param_count = 0;
+        }
+        let async_notif = sec & sec_cap::ASYNC_NOTIF != 0;
+        let max_notif_value = if async_notif {
+            (regs[2] as u32).min(MAX_NOTIF_VALUE_BELIEVED)
+        } else {
+            0
+        };
+        Caps {
+            rpc_param_count,
+            async_notif,
+            max_notif_value,
+        }
+    }
+
+    /// Calls carry an RPC struct (and argument pages are registered).
+    pub fn rpc_arg(&self) -> bool {
+        self.rpc_param_count > 0
+    }
+}
+
+/// teed's argument pages in the secure world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ArgPages {
+    /// Not registered.
+    #[default]
+    None,
+    /// REGISTER_SHM is out.
+    Registering { cookie: u64, run: Run },
+    /// Registered: calls use CALL_WITH_REGD_ARG.
+    Registered { cookie: u64, run: Run },
+    /// UNREGISTER_SHM is out.
+    Unregistering { cookie: u64, run: Run },
+}
+
+/// A yielding call made for the secure world's interface itself, not for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbiCall {
+    /// REGISTER_SHM of the argument pages.
+    RegisterArgs {
+        list: Run,
+        journal_slot: Option<usize>,
+    },
+    /// UNREGISTER_SHM of the argument pages.
+    UnregisterArgs { journal_slot: Option<usize> },
+    /// OPTEE_MSG_CMD_STOP_ASYNC_NOTIF.
+    StopNotif,
+    /// OPTEE_MSG_CMD_DO_BOTTOM_HALF.
+    BottomHalf,
+}
+
+/// Where the bottom-half call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum BottomHalf {
+    #[default]
+    Idle,
+    /// Asked for, not yet submitted (no free message slot).
+    Wanted,
+    Running,
+    /// Running, and asked for again meanwhile: run once more when it ends.
+    RunningAgain,
+}
+
+/// The notification reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Notif {
+    /// ENABLE_ASYNC_NOTIF succeeded in this incarnation and no STOP since.
+    enabled: bool,
+    /// A GET_ASYNC_NOTIF_VALUE is out.
+    reading: bool,
+    /// An interrupt came while reading: read again when this round ends.
+    again: bool,
+    reads: u32,
+    /// Values are an earlier world's: drop all but the bottom half (the probe's first round).
+    stale: bool,
+    bottom_half: BottomHalf,
+}
+
+/// Counters of this module, for tests and the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AbiStats {
+    pub arg_pages_registered: u64,
+    pub arg_pages_unregistered: u64,
+    /// REGISTER_SHM or UNREGISTER_SHM of the argument pages refused.
+    pub arg_pages_refused: u64,
+    pub notif_values: u64,
+    /// Values of an earlier world dropped at probe.
+    pub stale_notif_values: u64,
+    pub bottom_halves: u64,
+    pub notif_stops: u64,
+    /// Rounds cut short by [`MAX_READS_PER_ROUND`] or a value above the maximum.
+    pub notif_refusals: u64,
+}
+
+/// The interface state teed learned at probe, and what it built on it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SecureAbi {
+    pub caps: Caps,
+    pub arg_pages: ArgPages,
+    notif: Notif,
+    pub stats: AbiStats,
+}
+
+impl SecureAbi {
+    /// Nothing of this module is out or wanted: no reader, no bottom half.
+    pub fn notif_idle(&self) -> bool {
+        !self.notif.reading && self.notif.bottom_half == BottomHalf::Idle
+    }
+
+    /// ENABLE_ASYNC_NOTIF answered.
+    pub fn notif_enabled(&mut self, code: u32) {
+        self.notif.enabled = code == ret::OK;
+        if !self.notif.enabled {
+            tracing::warn!(code, "ENABLE_ASYNC_NOTIF refused");
+        }
+    }
+}
+
+/// The slots' pages as one run, when they are contiguous page-sized slots (the journal's, or
+/// the run the probe allocated without one).
+fn slot_run(engine: &CallEngine) -> Option<Run> {
+    let pas = engine.slot_pas();
+    let base = *pas.first()?;
+    let contiguous = pas
+        .iter()
+        .enumerate()
+        .all(|(i, pa)| *pa == base + i as u64 * PAGE_SIZE_U64);
+    (contiguous && base % PAGE_SIZE_U64 == 0).then_some(Run {
+        pa: base,
+        pages: pas.len() as u64,
+    })
+}
+
+/// Chooses how calls name their message now that the capabilities are known.
+pub(crate) fn adopt_caps(engine: &mut CallEngine, caps: Caps) {
+    engine.abi.caps = caps;
+    let mode = if caps.rpc_arg() {
+        ArgMode::RpcArg
+    } else {
+        ArgMode::Plain
+    };
+    engine.set_arg_mode(mode);
+}
+
+/// Registers the message slots' pages (journaled first); false when there is nothing to do
+/// (no SEC_CAP_RPC_ARG, already registered, or no way to), and calls go on as they are.
+pub(crate) fn start_register_args<M: PhysMem>(
+    now: Millis,
+    reg: &mut Registry<M>,
+    engine: &mut CallEngine,
+) -> bool {
+    if !engine.abi.caps.rpc_arg() || engine.abi.arg_pages != ArgPages::None {
+        return false;
+    }
+    let Some(run) = slot_run(engine) else {
+        return false;
+    };
+    let Some(cookie) = reg.new_cookie() else {
+        return false;
+    };
+    // Write-ahead: a crash between here and the answer leaves an entry the next probe reclaims.
+    let Ok(journal_slot) = reg.journal_arg_pages(cookie, run) else {
+        tracing::warn!("journal full: argument pages stay unregistered");
+        return false;
+    };
+    let Some(list) = reg.page_list_for(run) else {
+        reg.journal_registration(journal_slot, EntryState::Free);
+        return false;
+    };
+    let arg = MsgArg::register_shm(list.pa, run.bytes(), cookie);
+    let purpose = Purpose::Abi(AbiCall::RegisterArgs { list, journal_slot });
+    if engine.submit(reg, now, purpose, &arg).is_err() {
+        reg.frames.free(list);
+        reg.journal_registration(journal_slot, EntryState::Free);
+        return false;
+    }
+    engine.abi.arg_pages = ArgPages::Registering { cookie, run };
+    true
+}
+
+/// Unregisters the argument pages through CALL_WITH_RPC_ARG; false when none are registered.
+/// Only while no other call is out: they all name the registration.
+pub(crate) fn start_unregister_args<M: PhysMem>(
+    now: Millis,
+    reg: &mut Registry<M>,
+    engine: &mut CallEngine,
+) -> bool {
+    let ArgPages::Registered { cookie, run } = engine.abi.arg_pages else {
+        return false;
+    };
+    let journal_slot = reg.arg_pages_journal_slot();
+    reg.journal_registration(journal_slot, EntryState::Removing);
+    engine.set_arg_mode(ArgMode::RpcArg);
+    let purpose = Purpose::Abi(AbiCall::UnregisterArgs { journal_slot });
+    if engine
+        .submit(reg, now, purpose, &MsgArg::unregister_shm(cookie))
+        .is_err()
+    {
+        reg.journal_registration(journal_slot, EntryState::Live);
+        engine.set_arg_mode(ArgMode::Registered {
+            cookie,
+            base: run.pa,
+        });
+        return false;
+    }
+    engine.abi.arg_pages = ArgPages::Unregistering { cookie, run };
+    true
+}
+
+/// Sends STOP_ASYNC_NOTIF; false when notifications are not enabled in this incarnation.
+pub(crate) fn start_stop_notif<M: PhysMem>(
+    now: Millis,
+    reg: &mut Registry<M>,
+    engine: &mut CallEngine,
+) -> bool {
+    if !engine.abi.notif.enabled {
+        return false;
+    }
+    // No value is read and no bottom half started once the stop is on its way.
+    engine.abi.notif.enabled = false;
+    let stop = MsgArg::new(cmd::STOP_ASYNC_NOTIF);
+    engine
+        .submit(reg, now, Purpose::Abi(AbiCall::StopNotif), &stop)
+        .is_ok()
+}
+
+/// Starts the probe's first read of queued values: they are an earlier world's.
+pub(crate) fn start_stale_read(engine: &mut CallEngine) -> bool {
+    if !engine.abi.notif.enabled {
+        return false;
+    }
+    engine.abi.notif.stale = true;
+    read_value(engine);
+    true
+}
+
+fn read_value(engine: &mut CallEngine) {
+    let notif = &mut engine.abi.notif;
+    if notif.reading {
+        notif.again = true;
+        return;
+    }
+    notif.reading = true;
+    notif.reads = notif.reads.saturating_add(1);
+    engine.abi_fast(AbiFast::NotifValue, func::GET_ASYNC_NOTIF_VALUE);
+}
+
+/// A yielding call of this module ended.
+pub(crate) fn call_done<M: PhysMem>(
+    reg: &mut Registry<M>,
+    engine: &mut CallEngine,
+    call: AbiCall,
+    outcome: &Outcome,
+) {
+    match call {
+        AbiCall::RegisterArgs { list, journal_slot } => {
+            reg.frames.free(list);
+            let ArgPages::Registering { cookie, run } = engine.abi.arg_pages else {
+                return;
+            };
+            if outcome.succeeded() {
+                reg.journal_registration(journal_slot, EntryState::Live);
+                reg.set_arg_pages_journal_slot(journal_slot);
+                engine.abi.arg_pages = ArgPages::Registered { cookie, run };
+                engine.abi.stats.arg_pages_registered += 1;
+                engine.set_arg_mode(ArgMode::Registered {
+                    cookie,
+                    base: run.pa,
+                });
+                tracing::info!(cookie, pages = run.pages, "argument pages registered");
+            } else if matches!(outcome, Outcome::Done(_)) {
+                // Refused: nothing was registered; calls stay CALL_WITH_RPC_ARG.
+                reg.journal_registration(journal_slot, EntryState::Free);
+                engine.abi.arg_pages = ArgPages::None;
+                engine.abi.stats.arg_pages_refused += 1;
+                tracing::warn!(?outcome, "argument pages refused");
+            } else {
+                // Unknown: the journal entry stays for the next probe to reclaim.
+                engine.abi.arg_pages = ArgPages::None;
+                engine.abi.stats.arg_pages_refused += 1;
+            }
+        }
+        AbiCall::UnregisterArgs { journal_slot } => {
+            let ArgPages::Unregistering { cookie, run } = engine.abi.arg_pages else {
+                return;
+            };
+            // BAD_PARAMETERS: OP-TEE no longer knows the cookie, so it is gone as well.
+            let gone = matches!(outcome, Outcome::Done(arg)
+                if arg.ret == teec::SUCCESS || arg.ret == teec::ERROR_BAD_PARAMETERS);
+            if gone {
+                reg.journal_registration(journal_slot, EntryState::Free);
+                reg.set_arg_pages_journal_slot(None);
+                engine.abi.arg_pages = ArgPages::None;
+                engine.abi.stats.arg_pages_unregistered += 1;
+            } else {
+                reg.journal_registration(journal_slot, EntryState::Live);
+                engine.abi.arg_pages = ArgPages::Registered { cookie, run };
+                engine.set_arg_mode(ArgMode::Registered {
+                    cookie,
+                    base: run.pa,
+                });
+                engine.abi.stats.arg_pages_refused += 1;
+            }
+        }
+        AbiCall::StopNotif => {
+            if matches!(outcome, Outcome::Done(_)) {
+                engine.abi.stats.notif_stops += 1;
+            }
+        }
+        AbiCall::BottomHalf => {
+            let notif = &mut engine.abi.notif;
+            if matches!(outcome, Outcome::Done(_)) {
+                engine.abi.stats.bottom_halves += 1;
+            }
+            notif.bottom_half = match notif.bottom_half {
+                BottomHalf::RunningAgain if notif.enabled => BottomHalf::Wanted,
+                _ => BottomHalf::Idle,
+            };
+        }
+    }
+}
+
+/// GET_ASYNC_NOTIF_VALUE answered: wake the value's waiter or want a bottom half, and read on
+/// while values are pending.
+pub(crate) fn on_notif_value(engine: &mut CallEngine, regs: &Regs) {
+    engine.abi.notif.reading = false;
+    let valid = regs[0] as u32 == ret::OK && regs[2] & async_notif::VALID != 0;
+    let pending = valid && regs[2] & async_notif::PENDING != 0;
+    if valid {
+        let value = regs[1] & 0xFFFF_FFFF;
+        let stale = engine.abi.notif.stale;
+        if value == async_notif::VALUE_DO_BOTTOM_HALF {
+            engine.abi.stats.notif_values += 1;
+            want_bottom_half(&mut engine.abi.notif);
+        } else if value > u64::from(engine.abi.caps.max_notif_value) {
+            engine.abi.stats.notif_refusals += 1;
+            tracing::warn!(value, "notification value above the maximum; ignored");
+        } else if stale {
+            engine.abi.stats.stale_notif_values += 1;
+        } else {
+            engine.abi.stats.notif_values += 1;
+            engine.notify(value);
+        }
+    }
+    let notif = &mut engine.abi.notif;
+    let budget_left = notif.reads < MAX_READS_PER_ROUND;
+    if pending && !budget_left {
+        engine.abi.stats.notif_refusals += 1;
+        tracing::warn!("secure world keeps notifications pending; round cut short");
+    }
+    if (pending && budget_left) || notif.again {
+        if !pending {
+            notif.reads = 0;
+        }
+        notif.again = false;
+        if notif.enabled {
+            read_value(engine);
+            return;
+        }
+    }
+    notif.reads = 0;
+    notif.stale = false;
+}
+
+fn want_bottom_half(notif: &mut Notif) {
+    notif.bottom_half = match notif.bottom_half {
+        BottomHalf::Idle | BottomHalf::Wanted => BottomHalf::Wanted,
+        BottomHalf::Running | BottomHalf::RunningAgain => BottomHalf::RunningAgain,
+    };
+}
+
+/// Submits a wanted bottom half when a message slot is free.
+pub(crate) fn pump<M: PhysMem>(now: Millis, reg: &mut Registry<M>, engine: &mut CallEngine) {
+    if engine.abi.notif.bottom_half != BottomHalf::Wanted {
+        return;
+    }
+    if !engine.abi.notif.enabled {
+        engine.abi.notif.bottom_half = BottomHalf::Idle;
+        return;
+    }
+    let call = MsgArg::new(cmd::DO_BOTTOM_HALF);
+    if engine
+        .submit(reg, now, Purpose::Abi(AbiCall::BottomHalf), &call)
+        .is_ok()
+    {
+        engine.abi.notif.bottom_half = BottomHalf::Running;
+    }
+}
+
+impl<M: PhysMem> Teed<M> {
+    /// The secure world raised its notification interrupt (with SEC_CAP_ASYNC_NOTIF): read the
+    /// values it queued. Ignored before notifications are enabled or once they are stopped.
+    pub fn notification_interrupt(&mut self, now: Millis) {
+        if self.conduit_lost || !self.engine.abi.notif.enabled {
+            return;
+        }
+        read_value(&mut self.engine);
+        self.pump(now);
+    }
+
+    /// What EXCHANGE_CAPABILITIES said, once the probe read it.
+    pub fn secure_caps(&self) -> Caps {
+        self.engine.abi.caps
+    }
+
+    /// The registered argument pages: (cookie, first page, bytes).
+    pub fn arg_pages(&self) -> Option<(u64, u64, u64)> {
+        match self.engine.abi.arg_pages {
+            ArgPages::Registered { cookie, run }
+            | ArgPages::Registering { cookie, run }
+            | ArgPages::Unregistering { cookie, run } => Some((cookie, run.pa, run.bytes())),
+            ArgPages::None => None,
+        }
+    }
+
+    /// Asynchronous notifications are enabled in this incarnation (and not stopped).
+    pub fn notifications_enabled(&self) -> bool {
+        self.engine.abi.notif.enabled
+    }
+
+    /// Counters of the modern interface.
+    pub fn abi_stats(&self) -> AbiStats {
+        self.engine.abi.stats
+    }
+}
