@@ -256,6 +256,12 @@ pub struct TeedConfig {
     pub policy: Policy,
     /// Largest shm a client may allocate: bnxtd's 4 MiB buffer, with room to spare.
     pub max_shm_bytes: u32,
+    /// Use what a modern secure world offers (SEC_CAP_RPC_ARG: registered argument pages and
+    /// CALL_WITH_REGD_ARG; SEC_CAP_ASYNC_NOTIF: notifications), as Linux >= 5.19 does. Off,
+    /// teed is the Linux 5.14 driver, which predates both (5.19, 5.17) and makes plain
+    /// CALL_WITH_ARG calls with RPC ALLOC'd, cached RPC buffers whatever the secure world is:
+    /// the seed scenarios of the RPC cache need that against OP-TEE 4.x.
+    pub modern_abi: bool,
     #[doc(hidden)]
     pub seed_bugs: SeedBugs,
 }
@@ -265,6 +271,7 @@ impl TeedConfig {
     pub fn new() -> TeedConfig {
         TeedConfig {
             max_shm_bytes: 8 << 20,
+            modern_abi: true,
             ..TeedConfig::default()
         }
     }

@@ -170,6 +170,8 @@ pub(crate) struct Probe {
     orphans_resumed: bool,
     /// Seed bug b5c10dd04b74: skip the stale-cache drain.
     skip_cache_drain: bool,
+    /// Use the modern interface when offered ([`TeedConfig::modern_abi`]).
+    modern_abi: bool,
     retry_ms: Millis,
     /// Cookies the unmapped drain discarded so far, and the most a real cache holds.
     drained: u32,
@@ -224,6 +226,7 @@ impl Probe {
             resume_orphans: cfg.hardening.resume_orphans,
             orphans_resumed: false,
             skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
+            modern_abi: cfg.modern_abi,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
             bounds: cfg.bounds,
@@ -329,8 +332,14 @@ impl Probe {
         match answer {
             Answer::Next(step) => self.next(step),
             Answer::Caps(caps) => {
-                tracing::info!(?caps, "secure world capabilities");
-                abi::adopt_caps(engine, caps);
+                tracing::info!(?caps, modern = self.modern_abi, "secure world capabilities");
+                // A Linux 5.14 driver knows neither capability: it uses neither.
+                let used = if self.modern_abi {
+                    caps
+                } else {
+                    Caps::default()
+                };
+                abi::adopt_caps(engine, used);
                 self.next(ProbeStep::ThreadCount);
             }
             Answer::NotifEnabled(code) => {
