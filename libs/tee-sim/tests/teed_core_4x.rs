@@ -5,10 +5,11 @@
 //! shutdown, or at the next probe after a crash.
 #![allow(clippy::unwrap_used)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use optee_abi::smc::{func, Regs};
+use optee_abi::msg::{cmd, rpc_cmd, Direction, MsgArg, Param};
+use optee_abi::smc::{func, ret, rpc, Regs};
 use optee_abi::uuid::{BNXT_TA, FTPM_TA};
 use secure_world::{Config as SecureConfig, Profile};
 use tee_proto::lifecycle::{BootKind, ServerEvent, ServerKind, ShutdownReason};
@@ -198,6 +199,69 @@ fn a_notification_interrupt_is_read_and_its_bottom_half_run() {
     h.teed.notification_interrupt(h.now);
     h.settle();
     assert_eq!(h.teed.abi_stats().bottom_halves, 1);
+}
+
+/// A thread waiting in NOTIFICATION WAIT for key 9 is woken by the asynchronous value 9, as
+/// Linux's irq_handler (smc_abi.c) hands every value but 0 to optee_notif_send (notif.c), and
+/// not by its wait deadline. The secure world here is scripted: it parks the client's open in
+/// that wait, written in the RPC struct of teed's message slot.
+#[test]
+fn an_async_value_wakes_the_notification_waiter_of_its_key_smc_abi_c() {
+    let (mut h, _) = harness(Profile::Optee4x);
+    h.boot(BootKind::Cold, 1).unwrap();
+    let (_, pages, _) = h.teed.arg_pages().unwrap();
+    let parked = Rc::new(Cell::new(false));
+    let resumed = Rc::new(Cell::new(false));
+    let (park, resume) = (Rc::clone(&parked), Rc::clone(&resumed));
+    let mut ram = h.ram.clone();
+    h.script = Some(Box::new(move |regs: &Regs| {
+        let function = regs[0] as u32;
+        if function == func::CALL_WITH_REGD_ARG && !park.get() {
+            let at = pages + regs[3];
+            let msg = MsgArg::read_from(&ram, at).unwrap();
+            if msg.cmd == cmd::OPEN_SESSION {
+                let mut wait = MsgArg::new(rpc_cmd::NOTIFICATION);
+                let key = Param::Value {
+                    dir: Direction::In,
+                    a: rpc_cmd::NOTIFICATION_WAIT,
+                    b: 9,
+                    c: 0,
+                    meta: false,
+                };
+                wait.push(key).unwrap();
+                wait.write_to(&mut ram, at + msg.encoded_len() as u64)
+                    .unwrap();
+                park.set(true);
+                return Twist::Answer([u64::from(rpc::CMD), 0, 0, 1, 0, 0, 0, 0]);
+            }
+        }
+        if function == func::RETURN_FROM_RPC && park.get() && regs[3] == 1 {
+            resume.set(true);
+            return Twist::Answer([u64::from(ret::EBADCMD), 0, 0, 0, 0, 0, 0, 0]);
+        }
+        Twist::Honest
+    }));
+    let open = TeedRequest::OpenSession {
+        ta: *BNXT_TA.as_bytes(),
+        login: tee_proto::teed::Login::Public,
+    };
+    let id = h.send(BNXTD, open);
+    let waiting = Rc::clone(&parked);
+    h.run_until(move |_| waiting.get()).unwrap();
+    // Parked: nothing to send until the key comes (or the wait deadline, a timer not fired).
+    assert_eq!(h.teed.poll(), None);
+    assert!(!resumed.get());
+    let parked_at = h.now;
+    h.secure.raise_async_notif(9).unwrap();
+    h.teed.notification_interrupt(h.now);
+    let woken = Rc::clone(&resumed);
+    h.run_until(move |_| woken.get()).unwrap();
+    assert_eq!(h.now, parked_at, "woken by the value, not by the deadline");
+    assert_eq!(h.teed.abi_stats().notif_values, 1);
+    assert!(matches!(
+        h.wait_reply(BNXTD, id).unwrap(),
+        TeedResponse::Error(_)
+    ));
 }
 
 #[test]

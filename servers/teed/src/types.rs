@@ -82,7 +82,7 @@ pub enum Purpose {
     /// Seed bug 376e4199e327: unregister a driver-private RPC buffer, then resume `parent`.
     UnregisterPrivate { parent: CallId, cookie: u64 },
     /// A call of the modern interface (argument pages, notifications).
-    Abi(crate::abi::AbiCall),
+    Abi(crate::abi::state::AbiCall),
 }
 
 impl Purpose {

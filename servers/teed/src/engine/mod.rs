@@ -27,7 +27,7 @@ use optee_abi::msg::MsgArg;
 use optee_abi::smc::{func, ret, rpc as smc_rpc, split_u64, Regs};
 use tee_proto::WireError;
 
-use crate::abi::SecureAbi;
+use crate::abi::state::SecureAbi;
 use crate::call::{AbiFast, FastCall, Outcome, Pending};
 use crate::config::{Bounds, Deadlines, Millis, TeedConfig};
 use crate::registry::Registry;
