@@ -7,6 +7,7 @@
 
 use optee_abi::msg::{MsgArg, RawParam};
 
+use crate::entry::Message;
 use crate::heap::HeapBlock;
 use crate::registry::RegId;
 use crate::ta::{ClientIdentity, SessionId, TaParams};
@@ -162,7 +163,7 @@ impl RpcAnswer {
 pub(crate) struct Job {
     /// Where the message lives in normal-world RAM.
     pub arg_pa: u64,
-    pub arg: MsgArg,
+    pub arg: Message,
     /// Heap used to map the message for the duration of the call.
     pub arg_charge: Option<HeapBlock>,
     pub stage: Stage,
@@ -183,7 +184,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub fn new(arg_pa: u64, arg: MsgArg, arg_charge: HeapBlock, interrupt: bool) -> Job {
+    pub fn new(arg_pa: u64, arg: Message, arg_charge: HeapBlock, interrupt: bool) -> Job {
         Job {
             arg_pa,
             arg,

@@ -122,7 +122,8 @@ fn coredump_requests_out_of_range_are_bad_parameters() {
     // Not four params.
     let three = &copy_params(0, CHUNK, 0, 16)[..3];
     assert_eq!(bad(&mut sw, &mut nw, three), teec::ERROR_BAD_PARAMETERS);
-    // Memref beyond the registration, or an unknown cookie: refused before the TA runs.
+    // Memref beyond the registration (TEE_ERROR_SECURITY, entry_std.c set_rmem_param), or an
+    // unknown cookie: refused before the TA runs.
     let arg = nw
         .invoke(
             &mut sw,
@@ -133,7 +134,7 @@ fn coredump_requests_out_of_range_are_bad_parameters() {
         .unwrap();
     assert_eq!(
         (arg.ret, arg.ret_origin),
-        (teec::ERROR_BAD_PARAMETERS, origin::TEE)
+        (teec::ERROR_SECURITY, origin::TEE)
     );
     let mut params = copy_params(0, 16, 0, 16);
     params[0] = Param::Rmem {
