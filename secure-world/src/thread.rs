@@ -10,7 +10,7 @@ use optee_abi::msg::{MsgArg, RawParam};
 use crate::entry::Message;
 use crate::heap::HeapBlock;
 use crate::registry::RegId;
-use crate::ta::{ClientIdentity, SessionId, TaParams};
+use crate::ta::{ClientIdentity, SessionId, ShmType, TaParams};
 
 /// Why a thread is suspended: the RPC it is waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +109,10 @@ impl TaEntry {
 pub(crate) enum TaWait {
     Time,
     Suspend,
-    ShmAlloc,
+    ShmAlloc(ShmType),
     ShmFree,
-    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE; the TA then sees
-    /// the allocation fail.
+    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE, or an allocation was
+    /// refused before any RPC; the TA then sees the allocation fail.
     DiscardShm,
 }
 
