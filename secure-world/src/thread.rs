@@ -7,9 +7,10 @@
 
 use optee_abi::msg::{MsgArg, RawParam};
 
+use crate::entry::Message;
 use crate::heap::HeapBlock;
 use crate::registry::RegId;
-use crate::ta::{ClientIdentity, SessionId, TaParams};
+use crate::ta::{ClientIdentity, SessionId, ShmType, TaParams};
 
 /// Why a thread is suspended: the RPC it is waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +109,10 @@ impl TaEntry {
 pub(crate) enum TaWait {
     Time,
     Suspend,
-    ShmAlloc,
+    ShmAlloc(ShmType),
     ShmFree,
-    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE; the TA then sees
-    /// the allocation fail.
+    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE, or an allocation was
+    /// refused before any RPC; the TA then sees the allocation fail.
     DiscardShm,
 }
 
@@ -162,7 +163,7 @@ impl RpcAnswer {
 pub(crate) struct Job {
     /// Where the message lives in normal-world RAM.
     pub arg_pa: u64,
-    pub arg: MsgArg,
+    pub arg: Message,
     /// Heap used to map the message for the duration of the call.
     pub arg_charge: Option<HeapBlock>,
     pub stage: Stage,
@@ -183,7 +184,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub fn new(arg_pa: u64, arg: MsgArg, arg_charge: HeapBlock, interrupt: bool) -> Job {
+    pub fn new(arg_pa: u64, arg: Message, arg_charge: HeapBlock, interrupt: bool) -> Job {
         Job {
             arg_pa,
             arg,
