@@ -97,6 +97,15 @@ pub struct OsRevision {
     pub build_id: u32,
 }
 
+/// The reserved (static) shm area of a build with CFG_CORE_RESERVED_SHM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedShm {
+    /// First physical address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// How the model is built. Every field has a default taken from OP-TEE OS or the seed machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -112,12 +121,13 @@ pub struct Config {
     pub ram_base: u64,
     /// Size of normal-world RAM: the seed machine has 8 GiB.
     pub ram_size: u64,
-    /// Static (reserved) shm start reported by GET_SHM_CONFIG. QEMU's carve-out is 2 MiB; the
-    /// model places it just below `ram_base` so that it never overlaps the RAM that dynamic
-    /// registrations use. It is advertised but not backed: clients use dynamic shm.
-    pub static_shm_base: u64,
-    /// Static shm size: 2 MiB as on QEMU (plat-vexpress conf.mk, SHMEM size 0x00200000).
-    pub static_shm_size: u64,
+    /// Reserved shm: CFG_CORE_RESERVED_SHM ?= y in 3.14's mk/config.mk. With it the model
+    /// reports HAVE_RESERVED_SHM and answers GET_SHM_CONFIG; `None` is a build without it, where
+    /// GET_SHM_CONFIG is an unknown function (core/arch/arm/tee/entry_fast.c). 2 MiB as on QEMU
+    /// (plat-vexpress conf.mk, SHMEM size 0x00200000), placed just below `ram_base` so that it
+    /// never overlaps the RAM dynamic registrations use. Reported but not backed: clients use
+    /// dynamic shm.
+    pub reserved_shm: Option<ReservedShm>,
     /// Which OP-TEE release the model answers as; 3.14 by default.
     pub profile: Profile,
     /// Reported OS revision: the profile's ([`Profile::os_revision`]); 3.14, the release current
@@ -136,8 +146,10 @@ impl Default for Config {
             heap_baseline_bytes: crate::heap::HEAP_BASELINE_BYTES,
             ram_base: 0x4000_0000,
             ram_size: 8 << 30,
-            static_shm_base: 0x4000_0000 - (2 << 20),
-            static_shm_size: 2 << 20,
+            reserved_shm: Some(ReservedShm {
+                base: 0x4000_0000 - (2 << 20),
+                size: 2 << 20,
+            }),
             profile: Profile::Optee3_14,
             os_revision: Profile::Optee3_14.os_revision(),
             foreign_intr_every: None,

@@ -37,7 +37,7 @@ pub(crate) enum Step {
 pub(crate) fn rpc_message(cmd: u32, dir: Direction, a: u64, b: u64, c: u64) -> MsgArg {
     let mut message = MsgArg::new(cmd);
     message.ret = teec::ERROR_GENERIC;
-    // One param never exceeds MAX_PARAMS.
+    // One param never exceeds LINUX_MAX_PARAMS.
     let _ = message.push(Param::Value {
         dir,
         a,

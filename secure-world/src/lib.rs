@@ -22,9 +22,9 @@
 //!   with its own thread id as the value, and the thread that releases the resource sends
 //!   NOTIFICATION SEND for that id before its call returns. A waiter woken early re-checks
 //!   and waits again, so a normal world that answers WAIT at once only spins.
-//! * The message argument must be page-aligned in normal-world RAM: the static shm area is
-//!   reported by GET_SHM_CONFIG but not backed (HAVE_RESERVED_SHM is not advertised).
-//!   Contiguous temporary memrefs are accepted anywhere in RAM for the same reason.
+//! * The message argument must be page-aligned in normal-world RAM: the reserved shm area is
+//!   reported (HAVE_RESERVED_SHM, GET_SHM_CONFIG) but not backed. Contiguous temporary memrefs
+//!   are accepted anywhere in RAM for the same reason.
 //! * TA calls are serialised per TA object (one invocation inside a TA at a time); CANCEL
 //!   flags the session's invocations in progress, as upstream cancels per session.
 //! * Heap figures are in [`heap`] (per allocation, registration, calibrated baseline),
@@ -48,7 +48,7 @@ pub mod thread;
 mod world;
 
 pub use buffer::NwBuffer;
-pub use config::{Config, OsRevision, Profile, UnknownProfile};
+pub use config::{Config, OsRevision, Profile, ReservedShm, UnknownProfile};
 pub use engine::RPC_ARG_SIZE;
 pub use fast::SEC_CAPS;
 pub use heap::{Heap, HeapError};

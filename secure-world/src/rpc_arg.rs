@@ -18,8 +18,8 @@
 //!   (the thread has no RPC mobj); when the RPC shm cache is on, the thread first hands its
 //!   cached buffer back with RPC FREE (`clear_prealloc_rpc_cache`).
 
-use optee_abi::mem::{PhysMem, PAGE_SIZE, PAGE_SIZE_U64};
-use optee_abi::msg::{arg_size, MsgArg, ARG_HEADER_SIZE};
+use optee_abi::mem::{MemError, PhysMem, PAGE_SIZE_U64};
+use optee_abi::msg::{arg_size, MsgHeader, ARG_HEADER_SIZE, MSG_MAX_NUM_PARAMS};
 use optee_abi::smc::{ret, rpc, split_u64, Regs};
 use optee_abi::teec;
 use optee_abi::AbiError;
@@ -27,14 +27,54 @@ use tracing::{debug, warn};
 
 use crate::buffer::{Backing, NwBuffer};
 use crate::engine::{decode_answer, RPC_ARG_SIZE};
+use crate::entry::Message;
 use crate::thread::{Job, RpcAnswer, SuspendReason, ThreadState};
 use crate::world::{reply, SecureWorld, MOBJ_BYTES};
 
-/// OPTEE_MSG_MAX_NUM_PARAMS: as many params as fit a 4 KiB page after the header.
-pub const MSG_MAX_NUM_PARAMS: u32 = ((PAGE_SIZE - ARG_HEADER_SIZE) / 32) as u32;
-
 /// Alignment of `struct optee_msg_arg` (its params hold u64s), checked on the mapped address.
 const ARG_ALIGN: u64 = 8;
+
+/// A buffer of normal-world memory seen as memory of its own (address = offset in it), so a
+/// message inside a registration reads and writes as one in RAM does.
+struct Window<'a> {
+    buf: &'a NwBuffer,
+    mem: &'a mut dyn PhysMem,
+}
+
+impl PhysMem for Window<'_> {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.buf.read(&*self.mem, pa, buf)
+    }
+    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        self.buf.write(&mut *self.mem, pa, data)
+    }
+    fn contains(&self, pa: u64, len: u64) -> bool {
+        pa.checked_add(len)
+            .is_some_and(|end| end <= self.buf.size())
+    }
+}
+
+/// A read-only window: writes fail.
+struct ReadWindow<'a> {
+    buf: &'a NwBuffer,
+    mem: &'a dyn PhysMem,
+}
+
+impl PhysMem for ReadWindow<'_> {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.buf.read(self.mem, pa, buf)
+    }
+    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        Err(MemError {
+            pa,
+            len: data.len() as u64,
+        })
+    }
+    fn contains(&self, pa: u64, len: u64) -> bool {
+        pa.checked_add(len)
+            .is_some_and(|end| end <= self.buf.size())
+    }
+}
 
 /// Reads the message at `offset` of `mobj`, checking what `get_msg_arg` checks; returns it with
 /// the RPC struct that follows it.
@@ -42,36 +82,38 @@ fn msg_and_rpc_arg(
     mem: &dyn PhysMem,
     mobj: &NwBuffer,
     offset: u64,
-) -> Result<(MsgArg, NwBuffer), u32> {
+) -> Result<(Message, NwBuffer), u32> {
     let mut header = [0u8; ARG_HEADER_SIZE];
     mobj.read(mem, offset, &mut header)
         .map_err(|_| ret::EBADADDR)?;
-    let num_params = MsgArg::peek_num_params(&header).map_err(|_| ret::EBADADDR)?;
+    let num_params = MsgHeader::decode(&header)
+        .map_err(|_| ret::EBADADDR)?
+        .num_params as usize;
     if num_params > MSG_MAX_NUM_PARAMS {
         return Err(ret::EBADADDR);
     }
-    let size = arg_size(num_params as usize) as u64;
+    let size = arg_size(num_params) as u64;
     let rpc_at = offset.checked_add(size).ok_or(ret::EBADADDR)?;
     let rpc_arg = mobj.slice(rpc_at, RPC_ARG_SIZE).ok_or(ret::EBADADDR)?;
-    let mut bytes = vec![0u8; size as usize];
-    mobj.read(mem, offset, &mut bytes)
-        .map_err(|_| ret::EBADADDR)?;
-    let arg = MsgArg::decode(&bytes).map_err(|err| {
-        warn!(%err, "message argument the model cannot decode");
+    let window = ReadWindow { buf: mobj, mem };
+    let arg = Message::read_from(&window, offset).map_err(|err| {
+        warn!(%err, "bad message argument");
         ret::EBADADDR
     })?;
     Ok((arg, rpc_arg))
 }
 
+/// Bytes a message takes.
+fn message_len(arg: &Message) -> u64 {
+    arg_size(arg.params.len()) as u64
+}
+
 /// Writes a finished job's message back where it came from.
 pub(crate) fn write_back(mem: &mut dyn PhysMem, job: &Job) -> Result<(), AbiError> {
-    let Some(buf) = &job.arg_buf else {
-        return job.arg.write_to(mem, job.arg_pa);
-    };
-    let mut bytes = vec![0u8; job.arg.encoded_len()];
-    job.arg.encode(&mut bytes)?;
-    buf.write(mem, 0, &bytes)?;
-    Ok(())
+    match &job.arg_buf {
+        Some(buf) => job.arg.write_to(&mut Window { buf, mem }, 0),
+        None => job.arg.write_to(mem, job.arg_pa),
+    }
 }
 
 /// Reads the answer to an RPC command from the normal world's RPC struct.
@@ -136,7 +178,7 @@ impl SecureWorld {
             .ok_or(ret::EBADADDR)
             .and_then(|mobj| {
                 let (arg, rpc_arg) = msg_and_rpc_arg(&*mem, &mobj, offset)?;
-                let at = mobj.slice(offset, arg.encoded_len() as u64);
+                let at = mobj.slice(offset, message_len(&arg));
                 Ok((arg, rpc_arg, at.ok_or(ret::EBADADDR)?))
             });
         let (arg, rpc_arg, arg_buf) = match found {

@@ -8,9 +8,10 @@
 use optee_abi::msg::{MsgArg, RawParam};
 
 use crate::buffer::NwBuffer;
+use crate::entry::Message;
 use crate::heap::HeapBlock;
 use crate::registry::RegId;
-use crate::ta::{ClientIdentity, SessionId, TaParams};
+use crate::ta::{ClientIdentity, SessionId, ShmType, TaParams};
 
 /// Why a thread is suspended: the RPC it is waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +110,10 @@ impl TaEntry {
 pub(crate) enum TaWait {
     Time,
     Suspend,
-    ShmAlloc,
+    ShmAlloc(ShmType),
     ShmFree,
-    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE; the TA then sees
-    /// the allocation fail.
+    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE, or an allocation was
+    /// refused before any RPC; the TA then sees the allocation fail.
     DiscardShm,
 }
 
@@ -170,7 +171,7 @@ pub(crate) struct Job {
     /// CALL_WITH_REGD_ARG): RPC commands travel in it, never in an RPC ALLOC'd buffer, and
     /// RPC CMD names no cookie (thread_optee_smc.c get_rpc_arg with a supplied `rpc_arg`).
     pub rpc_arg: Option<NwBuffer>,
-    pub arg: MsgArg,
+    pub arg: Message,
     /// Heap used to map the message for the duration of the call.
     pub arg_charge: Option<HeapBlock>,
     pub stage: Stage,
@@ -191,7 +192,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub fn new(arg_pa: u64, arg: MsgArg, arg_charge: HeapBlock, interrupt: bool) -> Job {
+    pub fn new(arg_pa: u64, arg: Message, arg_charge: HeapBlock, interrupt: bool) -> Job {
         Job {
             arg_pa,
             arg_buf: None,

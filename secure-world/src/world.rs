@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use optee_abi::mem::PhysMem;
-use optee_abi::msg::MsgArg;
 use optee_abi::smc::{func, join_u32_pair, ret, Regs};
 use optee_abi::uuid::Uuid;
 use tracing::{debug, warn};
 
 use crate::config::Config;
+use crate::entry::Message;
 use crate::heap::{Heap, HeapBlock};
 use crate::notif::AsyncNotif;
 use crate::registry::{RegistrationInfo, ShmRegistry};
@@ -205,13 +205,14 @@ impl SecureWorld {
     }
 
     /// Reads the message argument as upstream maps it: page-aligned normal-world RAM (the
-    /// static shm area is not backed here), at most `MAX_PARAMS` params, heap for the mapping.
-    fn map_arg(&mut self, mem: &dyn PhysMem, arg_pa: u64) -> Result<(MsgArg, HeapBlock), u32> {
+    /// static shm area is not backed here), at most OPTEE_MSG_MAX_NUM_PARAMS params, heap for
+    /// the mapping.
+    fn map_arg(&mut self, mem: &dyn PhysMem, arg_pa: u64) -> Result<(Message, HeapBlock), u32> {
         if arg_pa % optee_abi::mem::PAGE_SIZE_U64 != 0 {
             warn!(arg_pa, "message argument not page-aligned");
             return Err(ret::EBADADDR);
         }
-        let arg = MsgArg::read_from(mem, arg_pa).map_err(|err| {
+        let arg = Message::read_from(mem, arg_pa).map_err(|err| {
             warn!(arg_pa, %err, "bad message argument");
             ret::EBADADDR
         })?;

@@ -50,11 +50,16 @@ pub struct Bounds {
     /// default (mk/config.mk) and at most 16 on the upstream platforms that raise it (REFERENCE
     /// §8, notes/optee-os.md §1). Twice that.
     pub max_threads: u32,
-    /// Largest RPC ALLOC or SHM_ALLOC teed answers. OP-TEE asks ALLOC only for its RPC
-    /// argument (OPTEE_MSG_GET_ARG_SIZE(THREAD_RPC_MAX_NUM_PARAMS) = 160 bytes,
-    /// thread_optee_smc.c), and accepts a contiguous SHM_ALLOC answer only up to one page
-    /// (rpc_shm_mobj_alloc); teed answers contiguously, so one page.
+    /// Largest RPC ALLOC teed answers. OP-TEE asks it only for its RPC argument
+    /// (OPTEE_MSG_GET_ARG_SIZE(THREAD_RPC_MAX_NUM_PARAMS) = 160 bytes, thread_optee_smc.c
+    /// thread_rpc_alloc_arg) and takes the answer only up to one page (rpc_shm_mobj_alloc).
     pub max_rpc_buffer_bytes: u64,
+    /// Largest RPC SHM_ALLOC teed answers. OP-TEE maps every such buffer into its dynamic shm
+    /// virtual range, SHM_VASPACE_SIZE = 32 MiB (core/mm/core_mmu.c, 3.14 to current), so it
+    /// can use none larger; its own payloads are far smaller (a kernel payload is at most a
+    /// page in 3.14, thread_rpc_alloc_kernel_payload). One page is answered contiguously, more
+    /// with a NONCONTIG page list, as Linux does (smc_abi.c handle_rpc_func_cmd_shm_alloc).
+    pub max_rpc_payload_bytes: u64,
     /// Driver-private buffers the secure world may hold at once: one cached RPC argument per
     /// thread and one payload in flight per thread, for [`Bounds::max_threads`] threads.
     pub max_private_buffers: usize,
@@ -69,6 +74,7 @@ impl Default for Bounds {
             max_rpcs_per_call: 10_000,
             max_threads: 32,
             max_rpc_buffer_bytes: 4096,
+            max_rpc_payload_bytes: 32 << 20,
             max_private_buffers: 64,
             max_cache_drain: 32,
         }

@@ -187,6 +187,8 @@ pub struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrivateBuf {
     pub run: Run,
+    /// The page list an SHM_ALLOC of more than a page was answered with; freed with the run.
+    pub list: Option<Run>,
     /// Seed bug 376e4199e327: registered like a client buffer.
     pub registered: bool,
 }

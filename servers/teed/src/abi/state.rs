@@ -2,7 +2,7 @@
 //! pages, the notification reader, the calls made for them and their counters. A leaf: the
 //! engine holds it, and the functions of `super` act on it through the engine.
 
-use optee_abi::msg::{arg_size, MAX_PARAMS};
+use optee_abi::msg::{arg_size, LINUX_MAX_PARAMS};
 use optee_abi::smc::{ret, sec_cap, Regs};
 
 use crate::frames::Run;
@@ -35,7 +35,7 @@ impl Caps {
             0
         };
         let slot = crate::journal::ARG_SLOT_BYTES as usize;
-        if arg_size(MAX_PARAMS) + arg_size(rpc_param_count as usize) > slot {
+        if arg_size(LINUX_MAX_PARAMS) + arg_size(rpc_param_count as usize) > slot {
             tracing::warn!(
                 rpc_param_count,
                 "RPC struct does not fit a message slot; unused"

@@ -55,7 +55,8 @@ impl CallEngine {
                 // An orphan's allocation is refused: nothing of this incarnation may be tied to it.
                 answer[1] = 0;
                 answer[2] = 0;
-                if !orphan && self.private_buffer_allowed(reg, size) {
+                let max = self.bounds.max_rpc_buffer_bytes;
+                if !orphan && self.private_buffer_allowed(reg, size, max) {
                     if let Some((cookie, pa)) = reg.alloc_private(size) {
                         (answer[1], answer[2]) = split_u64(pa);
                         (answer[4], answer[5]) = split_u64(cookie);
@@ -105,12 +106,15 @@ impl CallEngine {
         self.resume_with(id, answer);
     }
 
-    /// Whether the secure world may have another private buffer of `size` bytes (see
-    /// [`crate::config::Bounds`]); a refusal is counted and logged.
-    fn private_buffer_allowed<M: PhysMem>(&mut self, reg: &Registry<M>, size: u64) -> bool {
-        let bounds = self.bounds;
-        let allowed =
-            size <= bounds.max_rpc_buffer_bytes && reg.private.len() < bounds.max_private_buffers;
+    /// Whether the secure world may have another private buffer of `size` bytes, at most
+    /// `max` (see [`crate::config::Bounds`]); a refusal is counted and logged.
+    fn private_buffer_allowed<M: PhysMem>(
+        &mut self,
+        reg: &Registry<M>,
+        size: u64,
+        max: u64,
+    ) -> bool {
+        let allowed = size <= max && reg.private.len() < self.bounds.max_private_buffers;
         if !allowed {
             self.stats.refused_rpc_buffers += 1;
             tracing::warn!(
@@ -187,20 +191,21 @@ impl CallEngine {
                 self.notify(key);
             }
             (rpc_cmd::SHM_ALLOC, Some(Param::Value { b: size, .. })) => {
-                let allowed = self.private_buffer_allowed(reg, size);
-                let got = if allowed {
-                    reg.alloc_private(size)
+                let max = self.bounds.max_rpc_payload_bytes;
+                let got = if self.private_buffer_allowed(reg, size, max) {
+                    reg.alloc_private_payload(size)
                 } else {
                     None
                 };
                 match got {
-                    Some((shm_cookie, pa)) => {
+                    // More than a page comes as a NONCONTIG page list (alloc_private_payload).
+                    Some(payload) => {
                         arg.params[0] = Param::Tmem {
                             dir: Direction::Out,
-                            buf_ptr: pa,
+                            buf_ptr: payload.buf_ptr,
                             size,
-                            shm_ref: shm_cookie,
-                            noncontig: false,
+                            shm_ref: payload.cookie,
+                            noncontig: payload.noncontig,
                             meta: false,
                         }
                         .into();
