@@ -158,3 +158,35 @@ impl SecureAbi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(sec: u64, a2: u64, a3: u64) -> Caps {
+        Caps::read(&[0, sec, a2, a3, 0, 0, 0, 0])
+    }
+
+    /// Read as Linux's smc_abi.c optee_msg_exchange_capabilities reads them (entry_fast.c).
+    #[test]
+    fn capabilities_are_read_as_smc_abi_c_reads_them() {
+        let modern = sec_cap::DYNAMIC_SHM | sec_cap::RPC_ARG | sec_cap::ASYNC_NOTIF;
+        assert_eq!(
+            caps(modern, 66, 4),
+            Caps {
+                rpc_param_count: 4,
+                async_notif: true,
+                max_notif_value: 66
+            }
+        );
+        // Without the capability bits, a2 and a3 mean nothing; a3 counts its low byte only.
+        assert_eq!(caps(sec_cap::DYNAMIC_SHM, 66, 4), Caps::default());
+        assert_eq!(caps(modern, 66, 0x104).rpc_param_count, 4);
+        // An RPC struct that leaves no room for teed's largest message is not used, and an
+        // absurd notification maximum is clamped.
+        let huge = caps(modern, u64::from(u32::MAX), 0xFF);
+        assert_eq!(huge.rpc_param_count, 0);
+        assert!(!huge.rpc_arg());
+        assert_eq!(huge.max_notif_value, MAX_NOTIF_VALUE_BELIEVED);
+    }
+}
