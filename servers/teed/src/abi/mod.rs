@@ -8,7 +8,13 @@
 //! * **Argument pages**: teed's message slots (one page each, so that every form of call can name
 //!   them: CALL_WITH_ARG and CALL_WITH_RPC_ARG need a page-aligned message) are registered once,
 //!   as one registration, and every yielding call then names them with CALL_WITH_REGD_ARG; the
-//!   secure world's RPC struct follows the message in its slot. The registration is made with
+//!   secure world's RPC struct follows the message in its slot. A slot holds the largest message
+//!   teed sends (6 params, 224 bytes) and the RPC struct after it (4 params, 160 bytes, as
+//!   OP-TEE asks); there are `journal::ARG_SLOTS` (16) of them, eight per secure thread of the
+//!   default two, since a call holds its slot while it waits for a thread. Linux packs its
+//!   argument structs into shared pages and registers one page per ten (call.c
+//!   optee_get_msg_arg); teed keeps a page per slot so that a slot an earlier incarnation used is
+//!   found at the same place whichever form of call used it. The registration is made with
 //!   CALL_WITH_RPC_ARG (it cannot name itself), journaled before its SMC like any other, and
 //!   undone at shutdown with CALL_WITH_RPC_ARG too, since an UNREGISTER_SHM sent through the
 //!   registration it removes would hold it and wait for itself (mobj_reg_shm_release_by_cookie
@@ -16,7 +22,7 @@
 //!   never on shutdown (smc_abi.c optee_shutdown), so every kexec leaves them behind.
 //! * **Asynchronous notifications** (core/kernel/notif.c, notif_default.c; Linux smc_abi.c
 //!   irq_handler): the shell reports the notification interrupt with
-//!   [`Teed::notification_interrupt`]; teed reads GET_ASYNC_NOTIF_VALUE until nothing is
+//!   [`crate::Teed::notification_interrupt`]; teed reads GET_ASYNC_NOTIF_VALUE until nothing is
 //!   pending, wakes the NOTIFICATION waiter of each value, and answers value 0 with one
 //!   DO_BOTTOM_HALF yielding call at a time. The shutdown sends STOP_ASYNC_NOTIF (Linux only does
 //!   on remove).
