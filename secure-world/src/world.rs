@@ -56,6 +56,8 @@ pub struct Stats {
     pub sessions: usize,
     pub heap_used: usize,
     pub heap_capacity: usize,
+    /// The most of the heap ever in use since boot or [`SecureWorld::reset_heap_peak`].
+    pub heap_peak: usize,
     pub threads_free: usize,
     pub threads_active: usize,
     pub threads_suspended: usize,
@@ -280,6 +282,11 @@ impl SecureWorld {
         }
     }
 
+    /// Starts measuring the heap's peak use again from now (for tests and benchmarks).
+    pub fn reset_heap_peak(&mut self) {
+        self.heap.reset_peak();
+    }
+
     /// The core heap.
     pub fn heap(&self) -> &Heap {
         &self.heap
@@ -311,6 +318,7 @@ impl SecureWorld {
             sessions: self.sessions.len(),
             heap_used: self.heap.used,
             heap_capacity: self.heap.capacity,
+            heap_peak: self.heap.peak,
             threads_free: view.free(),
             threads_active: view.active(),
             threads_suspended: view.suspended(),

@@ -268,6 +268,15 @@ pub struct TeedConfig {
     /// CALL_WITH_ARG calls with RPC ALLOC'd, cached RPC buffers whatever the secure world is:
     /// the seed scenarios of the RPC cache need that against OP-TEE 4.x.
     pub modern_abi: bool,
+    /// Linux mainline (>= 5.19) as it is, a named switch for scenarios: with a secure world
+    /// offering SEC_CAP_RPC_ARG it packs its argument structs as call.c optee_get_msg_arg does
+    /// (4096 / (OPTEE_MSG_GET_ARG_SIZE(6) + OPTEE_MSG_GET_ARG_SIZE(rpc_param_count)) to a
+    /// registered page) and its shutdown does only `if (!optee->rpc_param_count)
+    /// optee_disable_shm_cache(optee)` (smc_abi.c optee_shutdown): the pre-registered
+    /// argument page (optee_shm_arg_cache, freed only on remove) and started notifications stay
+    /// behind across kexec. Meant with [`Hardening::LINUX`]; no binary has a flag for it.
+    #[doc(hidden)]
+    pub mainline_shutdown: bool,
     #[doc(hidden)]
     pub seed_bugs: SeedBugs,
 }

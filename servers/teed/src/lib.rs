@@ -30,7 +30,7 @@ mod release;
 mod shutdown;
 pub mod types;
 
-pub use crate::abi::{AbiCall, AbiStats, Caps};
+pub use crate::abi::{mainline_arg_slots, AbiCall, AbiStats, Caps};
 pub use crate::config::{
     Bounds, Deadlines, Hardening, Millis, Policy, Quota, SeedBugs, TeedConfig, BNXTD_QUOTA,
     TPMD_QUOTA,

@@ -172,6 +172,8 @@ pub(crate) struct Probe {
     skip_cache_drain: bool,
     /// Use the modern interface when offered ([`TeedConfig::modern_abi`]).
     modern_abi: bool,
+    /// Pack argument structs as Linux mainline does ([`TeedConfig::mainline_shutdown`]).
+    mainline: bool,
     retry_ms: Millis,
     /// Cookies the unmapped drain discarded so far, and the most a real cache holds.
     drained: u32,
@@ -227,6 +229,7 @@ impl Probe {
             orphans_resumed: false,
             skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
             modern_abi: cfg.modern_abi,
+            mainline: cfg.mainline_shutdown,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
             bounds: cfg.bounds,
@@ -339,7 +342,7 @@ impl Probe {
                 } else {
                     Caps::default()
                 };
-                abi::adopt_caps(engine, used);
+                abi::adopt_caps(engine, used, self.mainline);
                 self.next(ProbeStep::ThreadCount);
             }
             Answer::NotifEnabled(code) => {

@@ -58,6 +58,9 @@ pub(crate) struct Shutdown {
     sweep: bool,
     /// Seed bug f25889f93184: leave the RPC cache undrained.
     skip_cache_drain: bool,
+    /// Linux mainline's optee_shutdown ([`TeedConfig::mainline_shutdown`]): with an RPC struct
+    /// in use, nothing at all (no stop, no unregister, no drain).
+    mainline: bool,
     retry_ms: Millis,
     /// Cookies the mapped drain returned, against [`crate::config::Bounds::max_cache_drain`].
     drained: u32,
@@ -79,6 +82,7 @@ impl Shutdown {
             swept_sessions: BTreeSet::new(),
             sweep: cfg.hardening.sweep_on_shutdown,
             skip_cache_drain: cfg.seed_bugs.no_shutdown_cache_drain,
+            mainline: cfg.mainline_shutdown,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
             max_drain: cfg.bounds.max_cache_drain,
@@ -122,6 +126,14 @@ impl Shutdown {
                 }
                 ShutdownStep::Sweep => {
                     if !self.sweep || !self.sweep_round(now, reg, engine) {
+                        // smc_abi.c optee_shutdown: `if (!optee->rpc_param_count)
+                        // optee_disable_shm_cache(optee);` and nothing else.
+                        if self.mainline && engine.abi.caps.rpc_arg() {
+                            tracing::warn!(
+                                "mainline shutdown: argument pages and notifications left behind"
+                            );
+                            return Some(self.finish(reg, engine));
+                        }
                         self.step = ShutdownStep::StopNotif;
                         self.busy = false;
                         continue;

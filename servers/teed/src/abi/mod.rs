@@ -36,8 +36,10 @@
 //!   failed by the orphan step). No STOP is needed: STOP only tells the drivers that the normal
 //!   world leaves, and ENABLE already finds them started.
 
+use alloc::vec::Vec;
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
-use optee_abi::msg::{cmd, MsgArg};
+
+use optee_abi::msg::{arg_size, cmd, MsgArg, LINUX_MAX_PARAMS};
 use optee_abi::smc::{async_notif, func, ret, Regs};
 use optee_abi::teec;
 
@@ -58,23 +60,41 @@ pub(crate) use state::{ArgPages, BottomHalf, Notif};
 /// twice. A secure world that keeps saying PENDING beyond that is not believed.
 const MAX_READS_PER_ROUND: u32 = 128;
 
-/// The slots' pages as one run, when they are contiguous page-sized slots (the journal's, or
-/// the run the probe allocated without one).
+/// The pages the slots lie in as one run, when the first slot starts a page and the slots
+/// follow each other: a page per slot (the journal's, or the run the probe allocated without
+/// one), or several slots to a page (Linux mainline's packing).
 fn slot_run(engine: &CallEngine) -> Option<Run> {
     let pas = engine.slot_pas();
     let base = *pas.first()?;
-    let contiguous = pas
-        .iter()
-        .enumerate()
-        .all(|(i, pa)| *pa == base + i as u64 * PAGE_SIZE_U64);
-    (contiguous && base % PAGE_SIZE_U64 == 0).then_some(Run {
+    let last = *pas.last()?;
+    let ascending = pas.windows(2).all(|pair| pair[0] < pair[1]);
+    (ascending && base % PAGE_SIZE_U64 == 0).then_some(Run {
         pa: base,
-        pages: pas.len() as u64,
+        pages: (last - base) / PAGE_SIZE_U64 + 1,
     })
 }
 
-/// Chooses how calls name their message now that the capabilities are known.
-pub(crate) fn adopt_caps(engine: &mut CallEngine, caps: Caps) {
+/// Linux mainline's argument cache (drivers/tee/optee/call.c optee_get_msg_arg with
+/// OPTEE_SHM_ARG_SHARED): each registered page holds 4096 / (OPTEE_MSG_GET_ARG_SIZE(6) +
+/// OPTEE_MSG_GET_ARG_SIZE(rpc_param_count)) argument structs, each followed by its RPC struct.
+/// One page serves as many calls in flight as fit in it (ten with OP-TEE's four RPC params);
+/// mainline adds a page only when more are in flight at once, which two kernel clients never
+/// are. The slots become those places in the first slot's page.
+pub fn mainline_arg_slots(first_page: u64, rpc_param_count: u32) -> Vec<u64> {
+    let stride = arg_size(LINUX_MAX_PARAMS) as u64 + arg_size(rpc_param_count as usize) as u64;
+    (0..PAGE_SIZE_U64 / stride)
+        .map(|i| first_page + i * stride)
+        .collect()
+}
+
+/// Chooses how calls name their message now that the capabilities are known; with
+/// `mainline`, packs the slots as Linux mainline's argument cache does.
+pub(crate) fn adopt_caps(engine: &mut CallEngine, caps: Caps, mainline: bool) {
+    if mainline && caps.rpc_arg() {
+        if let Some(&first) = engine.slot_pas().first() {
+            engine.set_arg_slots(mainline_arg_slots(first, caps.rpc_param_count));
+        }
+    }
     engine.abi.caps = caps;
     let mode = if caps.rpc_arg() {
         ArgMode::RpcArg
