@@ -45,13 +45,15 @@ pub fn failed<E: fmt::Display>(step: &'static str) -> impl FnOnce(E) -> StartErr
     }
 }
 
-/// Logs to stderr, which Redox's init connects to the `log` scheme; `RUST_LOG` filters
-/// (default `info`). Payloads are never logged.
+/// Logs to stderr, which Redox's init connects to the `log` scheme; `RUST_LOG` names the level
+/// (`error` .. `trace`, default `info`). Payloads are never logged.
 pub fn logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse::<tracing::level_filters::LevelFilter>().ok())
+        .unwrap_or(tracing::level_filters::LevelFilter::INFO);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
