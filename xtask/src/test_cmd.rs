@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::run::{cargo, CommandExt};
-use crate::{cross, prereq, tidy};
+use crate::{cross, prereq, redox, tidy};
 
 /// Environment variable that tests read to decide whether to run their long soaks.
 pub const SOAK_ENV: &str = "TEESYS_SOAK";
@@ -61,6 +61,11 @@ const STEPS: &[Step] = &[
         run: |root, _| cross::run(root),
     },
     Step {
+        // Types only, for both Redox targets: relibc and Redox's toolchain are not here.
+        name: "redox",
+        run: |root, _| redox::run(root),
+    },
+    Step {
         name: "test",
         run: |root, soak| {
             let mut command = cargo(root);
@@ -102,6 +107,7 @@ mod tests {
                 "clippy",
                 "build",
                 "cross",
+                "redox",
                 "test"
             ]
         );
