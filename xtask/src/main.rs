@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `redox`, `demo [ARGS...]`, `bench`, `qemu`,
+//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench`, `qemu`,
 //! `tidy`.
 
 mod cross;
@@ -10,6 +10,7 @@ mod metadata;
 mod prereq;
 mod redox;
 mod run;
+mod sel4;
 mod test_cmd;
 mod tidy;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Tidy => tidy::run(&root),
         Command::Cross => cross::run(&root),
         Command::Redox => redox::run(&root),
+        Command::CheckSel4 => sel4::check(&root),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         Command::Bench | Command::Qemu => {
