@@ -4,6 +4,8 @@ use super::*;
 
 /// The policy file people read, next to the init units.
 const POLICY_TOML: &str = include_str!("../../../../sysroot/redox/policy.toml");
+/// The image configuration fragment that creates the users and groups.
+const CONFIG_TOML: &str = include_str!("../../../../sysroot/redox/config.toml");
 
 /// A value of the small TOML subset the policy file uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +37,7 @@ fn parse(text: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
                     .filter(|item| !item.is_empty())
                     .collect(),
             )
-        } else if value.starts_with('"') {
+        } else if value.starts_with('"') || value.starts_with('{') {
             Value::Str(value.trim_matches('"').to_string())
         } else {
             Value::Int(value.parse().expect("an integer"))
@@ -86,6 +88,21 @@ fn the_policy_file_says_what_the_code_enforces() {
         let key = format!("{}:{}", rule.scheme, rule.path);
         assert_eq!(paths[&key], Value::Str(who_text(rule.who)), "{key}");
     }
+}
+
+/// The image creates the users and groups the daemons drop to (redox installer's `[users.*]`
+/// and `[groups.*]` tables).
+#[test]
+fn the_image_fragment_creates_the_policys_users_and_groups() {
+    let file = parse(CONFIG_TOML);
+    for daemon in [TPMD, BNXTD] {
+        let user = &file[&format!("users.{}", daemon.daemon)];
+        assert_eq!(user["uid"], Value::Int(u64::from(daemon.uid)));
+        assert_eq!(user["gid"], Value::Int(u64::from(daemon.gid)));
+        let group = &file[&format!("groups.{}", daemon.daemon)];
+        assert_eq!(group["gid"], Value::Int(u64::from(daemon.gid)));
+    }
+    assert_eq!(file["groups.tpm"]["gid"], Value::Int(u64::from(TPM_GROUP)));
 }
 
 #[test]
