@@ -28,9 +28,12 @@ check-sel4 needs a seL4 build and a rust-sel4 checkout (neither is on a package 
   1. seL4 >= 13.0.0 (16.0.0 tested), from the seL4/seL4 Git repository, configured for aarch64
      with SMC calls allowed and installed, e.g. in a build folder:
        cmake -G Ninja -DCROSS_COMPILER_PREFIX=aarch64-linux-gnu- -DCMAKE_TOOLCHAIN_FILE=../gcc.cmake \\
-             -DKernelPlatform=qemu-arm-virt -DKernelSel4Arch=aarch64 -DKernelArmCPU=cortex-a57 \\
+             -DKernelPlatform=qemu-arm-virt -DKernelSel4Arch=aarch64 -DARM_CPU=cortex-a57 \\
              -DKernelAllowSMCCalls=ON -DCMAKE_INSTALL_PREFIX=$PWD/install ..
        ninja install
+     (qemu-arm-virt dumps its device tree with qemu-system-aarch64; if that fails for a missing
+     ROM, dump it with `-machine virt,secure=off,gic-version=2,dumpdtb=virt.dtb -cpu cortex-a57
+     -m 1024 -nographic -nic none` and add -DQEMU_DTB=<that file>)
      (host packages: cmake ninja-build device-tree-compiler libxml2-utils gcc-aarch64-linux-gnu,
      and the Python package sel4-deps), then SEL4_PREFIX=<that install folder>.
   2. rust-sel4 v5.0.0, from the seL4/rust-sel4 Git repository: RUST_SEL4=<the checkout>.
