@@ -218,6 +218,7 @@ mod tests {
         conduit
     }
 
+    /// optee_smc.h: a0..a7; the conduit frame of every teesys transport (tee-rt `conduit.rs`).
     #[test]
     fn frames_are_eight_little_endian_words() {
         let regs = [1, 2, 3, 4, 5, 6, 7, u64::MAX];
@@ -241,6 +242,7 @@ mod tests {
         assert_eq!(conduit.refused(), 0);
     }
 
+    /// seL4 `smc.c`: a badged capability admits one function id; the others never reach it.
     #[test]
     fn functions_without_a_capability_never_reach_one() {
         let mut conduit = conduit(usize::MAX);
@@ -258,6 +260,7 @@ mod tests {
         assert!(!conduit.is_broken());
     }
 
+    /// As the hosted gate (servers/teed/src/shell/gate.rs): after a failure no SMC is trusted.
     #[test]
     fn a_failed_capability_refuses_everything_after() {
         let mut conduit = conduit(1);
@@ -271,6 +274,7 @@ mod tests {
         assert_eq!(conduit.refused(), 2);
     }
 
+    /// seL4 `smc.c`: one badge per capability, so one capability per function id.
     #[test]
     fn grants_only_teed_functions_once_each() {
         let mut conduit: CapConduit<Badged> = CapConduit::new();

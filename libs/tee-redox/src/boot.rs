@@ -148,6 +148,7 @@ mod tests {
         text.split_whitespace().map(String::from).collect()
     }
 
+    /// Redox kernel `src/scheme/memory.rs`: physical memory is mapped by whole pages.
     #[test]
     fn windows_are_page_aligned_and_not_empty() {
         assert_eq!(
@@ -176,6 +177,8 @@ mod tests {
         }
     }
 
+    /// base init `unit.rs`: a `.service` passes `args` as given; a client's window comes from
+    /// teed, so its only argument is a supervisor's generation.
     #[test]
     fn client_arguments_are_only_a_generation() {
         assert_eq!(parse_client_args(words("")).unwrap(), None);
@@ -186,6 +189,8 @@ mod tests {
         assert!(parse_client_args(words("stray")).is_err());
     }
 
+    /// Redox kernel context ids count up, so a restarted daemon's pid differs from its
+    /// predecessor's (tee-proto `frame.rs`: generations tell incarnations apart).
     #[test]
     fn the_generation_is_the_pid_unless_given() {
         assert_eq!(generation(Some(9), 40), 9);
@@ -193,6 +198,7 @@ mod tests {
         assert_eq!(generation(None, 0), 1);
     }
 
+    /// Redox kernel `src/panic.rs` halts and there is no kexec: every boot is a reset.
     #[test]
     fn every_redox_hello_is_a_cold_boot_without_crash_flag() {
         let none = RamWindow { base: 0, len: 0 };

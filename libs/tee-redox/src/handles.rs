@@ -105,6 +105,8 @@ mod tests {
         gid: 0,
     };
 
+    /// redox-scheme 0.12 `src/scheme.rs` (`SchemeSync::call`): the kernel fills uid and gid for
+    /// `openat` only, so a handle is bound to the pid that opened it.
     #[test]
     fn handles_are_bound_to_their_process_and_never_reused() {
         let mut handles = Handles::default();

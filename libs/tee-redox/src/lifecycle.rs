@@ -221,6 +221,8 @@ mod tests {
         tee_proto::encode(&frame, &mut buf).unwrap().to_vec()
     }
 
+    /// Only root may create or reach system schemes by default (Redox `/etc/login_schemes.toml`
+    /// gives users their schemes); the lifecycle path is root's alone.
     #[test]
     fn control_is_root_only_and_one_at_a_time() {
         let mut lifecycle = Lifecycle::default();
@@ -234,6 +236,8 @@ mod tests {
         assert_eq!(lifecycle.may_open(&ROOT), Ok(()));
     }
 
+    /// tee-proto `lifecycle.rs`: Hello comes from init alone; on Redox the daemon is its own
+    /// init, so a control frame may not make one.
     #[test]
     fn control_frames_cannot_forge_hello_or_endpoints() {
         let lifecycle = Lifecycle::default();
@@ -264,6 +268,8 @@ mod tests {
         ));
     }
 
+    /// base init `service.rs`: a notify service is ready when it says so; here, when the core
+    /// answered the daemon's own Hello (Ready or Declined).
     #[test]
     fn the_hello_answer_settles_start_up_and_the_rest_goes_to_control() {
         let mut lifecycle = Lifecycle::default();

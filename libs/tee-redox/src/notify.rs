@@ -33,6 +33,7 @@ pub fn notify_fd(value: Option<&str>) -> Result<Option<usize>, BadNotifyFd> {
 mod tests {
     use super::*;
 
+    /// base init `service.rs`: `INIT_NOTIFY` names the pipe's write end; one byte is readiness.
     #[test]
     fn reads_the_descriptor_number_or_nothing() {
         assert_eq!(notify_fd(None), Ok(None));

@@ -91,6 +91,8 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    /// Whole messages per read, as the hosted endpoints' SOCK_SEQPACKET (unix(7)) delivers
+    /// them, but a short buffer is refused rather than truncating the frame.
     #[test]
     fn reads_whole_messages_in_order_and_keeps_one_a_short_buffer_cannot_hold() {
         let mut outbox = Outbox::default();
@@ -109,6 +111,8 @@ mod tests {
         assert!(outbox.is_empty());
     }
 
+    /// redox-scheme `SchemeSync::call`: the answer to the call's own request, whatever else is
+    /// queued (teed's replies may come out of order, tee-proto `teed.rs`).
     #[test]
     fn takes_the_answer_to_one_request_out_of_order() {
         let mut outbox = Outbox::default();
@@ -121,6 +125,7 @@ mod tests {
         assert_eq!(buf[0], 1);
     }
 
+    /// As tee-rt's endpoints drop a frame a peer has no room for (`tee_rt::serve`), bounded.
     #[test]
     fn a_reader_that_never_reads_loses_the_newest() {
         let mut outbox = Outbox::default();

@@ -142,6 +142,8 @@ impl PhysMem for RegionRam {
 mod tests {
     use super::*;
 
+    /// optee_abi `PhysMem`, as OP-TEE checks page lists against non-secure RAM
+    /// (core/tee/entry_std.c): an access outside every window is refused.
     #[test]
     fn reads_and_writes_inside_one_window_only() {
         let mut ram = RegionRam::new();
@@ -159,6 +161,7 @@ mod tests {
         assert!(!ram.contains(0x5000_0000, 0x1001));
     }
 
+    /// Redox kernel `src/scheme/memory.rs` maps each window on its own; two may not alias.
     #[test]
     fn windows_may_not_overlap_or_be_empty() {
         let mut ram = RegionRam::new();
@@ -175,6 +178,7 @@ mod tests {
         ram.add_heap(0x3000, 0x1000).unwrap();
     }
 
+    /// redox-scheme `SchemeSync::mmap_prep` answers an address in the scheme's own space.
     #[test]
     fn names_where_a_physical_range_is_mapped() {
         let mut ram = RegionRam::new();

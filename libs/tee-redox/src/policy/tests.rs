@@ -58,6 +58,7 @@ fn who_text(who: Who) -> String {
     }
 }
 
+/// redox-scheme `CallerCtx` (uid, gid at openat) is what the path rules judge.
 #[test]
 fn the_policy_file_says_what_the_code_enforces() {
     let file = parse(POLICY_TOML);
@@ -105,6 +106,7 @@ fn the_image_fragment_creates_the_policys_users_and_groups() {
     assert_eq!(file["groups.tpm"]["gid"], Value::Int(u64::from(TPM_GROUP)));
 }
 
+/// redox-scheme `CallerCtx`: uid and gid of the opener, both matched.
 #[test]
 fn clients_are_known_by_uid_and_gid_together() {
     let caller = |uid, gid| Caller { pid: 7, uid, gid };
@@ -125,6 +127,8 @@ fn clients_are_known_by_uid_and_gid_together() {
     assert!(!Who::Root.admits(&caller(TPMD.uid, TPMD.gid)));
 }
 
+/// Redox drivers' convention (bgad `main.rs`): a daemon serves one scheme; `setrens(0, 0)`
+/// leaves it what it opened.
 #[test]
 fn every_daemon_serves_one_scheme_and_clients_open_teeds() {
     let schemes: Vec<&str> = DAEMONS.iter().map(|d| d.provides).collect();

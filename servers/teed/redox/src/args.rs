@@ -96,6 +96,7 @@ mod tests {
     const UNIT_ARGS: &str = "--ram 0xBE000000:0xE00000 --tpmd-window 0xBEE00000:0x10000 \
         --bnxtd-window 0xBEF00000:0x1000000 --journal 0xBFF00000:0x100000";
 
+    /// base init `unit.rs`: the `.service` `args` reach teed as written.
     #[test]
     fn the_units_layout_parses() {
         let args = parse(UNIT_ARGS).unwrap();
@@ -111,6 +112,8 @@ mod tests {
         }
     }
 
+    /// teed's journal layout (servers/teed/src/journal.rs) needs JOURNAL_BYTES; windows are
+    /// disjoint as init lays them out hosted (servers/init/root/src/lib.rs).
     #[test]
     fn refuses_missing_overlapping_and_short_windows() {
         assert_eq!(

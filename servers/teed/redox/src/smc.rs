@@ -102,6 +102,7 @@ mod tests {
         })
     }
 
+    /// libs/tee-redox/SMC.md §1, the frame of optee_smc.h's a0..a7.
     #[test]
     fn one_smc_is_one_frame_written_and_one_read() {
         let mut cap = handle(func::CALL_WITH_ARG);
@@ -111,6 +112,7 @@ mod tests {
         assert_eq!(answer[..2], [0, 42]);
     }
 
+    /// SMC.md §1 (as seL4 `smc.c` refuses an x0 other than the badge).
     #[test]
     fn a_frame_for_another_function_is_the_kernels_refusal() {
         let mut cap = handle(func::CALL_WITH_ARG);
@@ -124,6 +126,7 @@ mod tests {
         );
     }
 
+    /// SMC.md §1: exactly 64 bytes each way.
     #[test]
     fn a_short_answer_is_an_error_not_registers() {
         let mut cap = SchemeCap::new(Handle {
@@ -135,6 +138,7 @@ mod tests {
         assert_eq!(error, Err(SmcFileError::Short { op: "read", got: 8 }));
     }
 
+    /// SMC.md §1: `/scheme/smc/<id>`, eight lower-case hex digits.
     #[test]
     fn paths_name_the_function_id() {
         assert_eq!(cap_path(func::CALL_WITH_ARG), "/scheme/smc/32000004");

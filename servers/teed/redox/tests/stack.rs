@@ -203,6 +203,7 @@ fn tpm0_runs_tpm_commands_through_tpmd_teed_and_the_ftpm() {
     );
 }
 
+/// Linux /dev/tpmrm0 is root and the tss group's (tpm-dev-common.c); here root and `tpm`.
 #[test]
 fn tpm0_admits_root_and_the_tpm_group_only_and_offers_no_call() {
     let mut stack = Stack::start();

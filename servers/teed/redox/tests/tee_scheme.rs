@@ -69,6 +69,8 @@ fn without_the_smc_scheme_the_probe_declines_and_clients_hear_tee_unavailable() 
     assert_eq!(answer, TeedResponse::Error(WireError::TeeUnavailable));
 }
 
+/// redox-scheme `CallerCtx` (uid and gid at openat) decides who is tpmd and who bnxtd; one
+/// handle per incarnation, as hosted init hands teed one endpoint per client generation.
 #[test]
 fn the_client_path_admits_client_daemons_only_by_uid_and_gid() {
     let machine = Machine::new();
@@ -189,6 +191,8 @@ fn call_answers_in_place_and_read_gets_what_call_could_not_hold() {
     assert_eq!(machine.sessions(), 1);
 }
 
+/// tee-proto `interface.rs` `accept_request`: stale frames answered "restarted", undecodable
+/// ones refused; whole frames per read (unix(7) SOCK_SEQPACKET, as hosted).
 #[test]
 fn reads_refuse_short_buffers_and_writes_refuse_oversized_malformed_and_stale_frames() {
     let machine = Machine::new();
@@ -287,6 +291,8 @@ fn handles_serve_only_the_process_that_opened_them() {
     assert_eq!(SchemeError::BadHandle.errno(), errno::EBADF);
 }
 
+/// redox-scheme `SchemeSync::mmap_prep`: the client maps its own window and nothing else, as
+/// hosted init's sealed windows (tee-rt `window.rs`) give it.
 #[test]
 fn the_window_path_places_and_maps_only_the_callers_own_window() {
     let machine = Machine::new();
@@ -341,6 +347,8 @@ fn the_window_path_places_and_maps_only_the_callers_own_window() {
     }
 }
 
+/// tee-proto `lifecycle.rs` Status and Shutdown, and teed's shutdown unregistering what is left
+/// (Linux f25889f93184, optee_shutdown).
 #[test]
 fn control_is_root_only_and_serves_status_and_shutdown() {
     let machine = Machine::new();
@@ -404,6 +412,8 @@ fn control_is_root_only_and_serves_status_and_shutdown() {
     assert!(tee.open("control", &ROOT).is_ok());
 }
 
+/// redox_syscall `src/error.rs`: ENOENT for a path the scheme does not serve, EOPNOTSUPP and
+/// EBADF as redox-scheme's own defaults answer.
 #[test]
 fn unknown_paths_and_operations_are_refused_with_their_errno() {
     let machine = Machine::new();

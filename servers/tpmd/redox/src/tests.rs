@@ -53,6 +53,7 @@ fn failures_read_back_as_tpm_response_codes() {
     }
 }
 
+/// As Linux's /dev/tpmrm0 (owned by the tss group), for root and the `tpm` group.
 #[test]
 fn tpm0_is_for_root_and_the_tpm_group() {
     assert!(RawTpm::may_open(&caller(0, 0)));
