@@ -1,5 +1,5 @@
 //! The Redox main of a client daemon (tpmd, bnxtd), whatever trusted application it fronts:
-//! the scheme socket, while still root; its own uid and gid (`policy`), so teed knows it; its
+//! the scheme socket, created and registered while still root; its own uid and gid (`policy`), so teed knows it; its
 //! handle on teed's scheme (`/scheme/tee/client/<generation>`) and its window, mapped through
 //! teed (`/scheme/tee/window`); the adapter, registered under the daemon's scheme name; the
 //! event queue and timer; the null namespace; its own `Hello`, then the loop.
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use libredox::flag;
 use libredox::Fd;
-use redox_scheme::scheme::register_sync_scheme;
+use redox_scheme::scheme::register_scheme_inner;
 use redox_scheme::Socket;
 use syscall::error::{EAGAIN, EWOULDBLOCK};
 use tee_client::engine::TaService;
@@ -21,9 +21,10 @@ use tee_client::ClientConfig;
 use tee_proto::lifecycle::RamWindow;
 use tee_proto::FRAME_MAX;
 
-use super::{failed, map_shared, Daemon, Runtime, Shim, StartError};
+use super::{failed, map_shared, Daemon, Runtime, StartError};
 use crate::boot;
 use crate::client::{ClientScheme, ConsumerCodec};
+use crate::handles::ROOT;
 use crate::policy::DaemonPolicy;
 use crate::ram::RegionRam;
 
@@ -60,7 +61,10 @@ where
     S: TaService + Default,
     C: ConsumerCodec<S::Interface>,
 {
+    // The scheme is created and registered while the daemon is still root; requests wait in
+    // the socket until the loop reads them.
     let socket = Socket::nonblock().map_err(failed("create the scheme socket"))?;
+    register_scheme_inner(&socket, policy.provides, ROOT).map_err(failed("register the scheme"))?;
     super::become_identity(policy)?;
     let tee = Fd::open(
         &format!("/scheme/tee/client/{generation}"),
@@ -76,12 +80,6 @@ where
         tee,
         _window: window_fd,
     };
-    register_sync_scheme(
-        &socket,
-        policy.provides,
-        &mut Shim::new(&mut daemon.adapter),
-    )
-    .map_err(failed("register the scheme"))?;
     let runtime = Runtime::open()?;
     super::enter_null_namespace()?;
     daemon.adapter.start(runtime.now(), generation);
