@@ -1,8 +1,8 @@
 //! The Redox main of a client daemon (tpmd, bnxtd), whatever trusted application it fronts:
-//! the scheme socket, created and registered while still root; its own uid and gid (`policy`), so teed knows it; its
-//! handle on teed's scheme (`/scheme/tee/client/<generation>`) and its window, mapped through
-//! teed (`/scheme/tee/window`); the adapter, registered under the daemon's scheme name; the
-//! event queue and timer; the null namespace; its own `Hello`, then the loop.
+//! its scheme, created and registered while still root; its own uid and gid (`policy`), so
+//! teed knows it; its handle on teed's scheme (`/scheme/tee/client/<generation>`) and its
+//! window, mapped through teed (`/scheme/tee/window`); the adapter; the event queue and timer;
+//! the null namespace; its own `Hello`, then the loop.
 //!
 //! In the null namespace a client cannot open teed's scheme again: when its handle fails (teed
 //! exited), it answers what waits with "retry" and exits with status 3, and whoever restarts
