@@ -7,6 +7,8 @@ commands:
   test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests (--soak sets TEESYS_SOAK=1)
   tidy            repository rules only
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
+  redox           type-check (check, clippy) the Redox daemons for x86_64- and aarch64-unknown-redox
+  check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
   qemu            not yet built";
@@ -17,6 +19,8 @@ pub enum Command {
     Test { soak: bool },
     Tidy,
     Cross,
+    Redox,
+    CheckSel4,
     Demo { args: Vec<String> },
     Bench,
     Qemu,
@@ -47,6 +51,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }),
         "tidy" => no_extra_args(Command::Tidy),
         "cross" => no_extra_args(Command::Cross),
+        "redox" => no_extra_args(Command::Redox),
+        "check-sel4" => no_extra_args(Command::CheckSel4),
         "bench" => no_extra_args(Command::Bench),
         "qemu" => no_extra_args(Command::Qemu),
         other => Err(format!("unknown command `{other}`")),
@@ -76,6 +82,8 @@ mod tests {
         );
         assert_eq!(parse_words(&["tidy"]).unwrap(), Command::Tidy);
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
+        assert_eq!(parse_words(&["redox"]).unwrap(), Command::Redox);
+        assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
         assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
     }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::run::{cargo, CommandExt};
-use crate::{cross, prereq, tidy};
+use crate::{cross, prereq, redox, sel4, tidy};
 
 /// Environment variable that tests read to decide whether to run their long soaks.
 pub const SOAK_ENV: &str = "TEESYS_SOAK";
@@ -61,6 +61,16 @@ const STEPS: &[Step] = &[
         run: |root, _| cross::run(root),
     },
     Step {
+        // Types only, for both Redox targets: relibc and Redox's toolchain are not here.
+        name: "redox",
+        run: |root, _| redox::run(root),
+    },
+    Step {
+        // Opt-in: says it skipped, and why, unless SEL4_PREFIX and RUST_SEL4 are given.
+        name: "sel4",
+        run: |root, _| sel4::test_step(root),
+    },
+    Step {
         name: "test",
         run: |root, soak| {
             let mut command = cargo(root);
@@ -102,6 +112,8 @@ mod tests {
                 "clippy",
                 "build",
                 "cross",
+                "redox",
+                "sel4",
                 "test"
             ]
         );
