@@ -52,6 +52,27 @@ pub mod func {
     }
 }
 
+/// The SMC functions teed issues, so the allow-list of every conduit in front of the secure
+/// world (the hosted gate, the seL4 and Redox capabilities): the probe's fast calls, the cache
+/// switches, the yielding-call entries and their RPC return, and with a modern secure world the
+/// argument-page calls and the notification fast calls. The Linux driver issues the same set
+/// (drivers/tee/optee/smc_abi.c).
+pub const TEED_FUNCTIONS: [u32; 13] = [
+    func::CALLS_UID,
+    func::CALLS_REVISION,
+    func::GET_OS_REVISION,
+    func::EXCHANGE_CAPABILITIES,
+    func::GET_THREAD_COUNT,
+    func::DISABLE_SHM_CACHE,
+    func::ENABLE_SHM_CACHE,
+    func::CALL_WITH_ARG,
+    func::RETURN_FROM_RPC,
+    func::CALL_WITH_RPC_ARG,
+    func::CALL_WITH_REGD_ARG,
+    func::ENABLE_ASYNC_NOTIF,
+    func::GET_ASYNC_NOTIF_VALUE,
+];
+
 /// Return codes in a0.
 pub mod ret {
     pub const OK: u32 = 0;

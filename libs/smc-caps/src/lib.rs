@@ -14,25 +14,14 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use optee_abi::smc::{func, ret, Regs};
+use optee_abi::smc::{ret, Regs};
 
 /// Bytes of one register frame on a byte transport: a0..a7, little-endian u64 each.
 pub const FRAME_BYTES: usize = 64;
 
-/// The SMC functions teed issues, so the capabilities it asks its kernel for: the probe's fast
-/// calls, the cache switches, and the yielding-call entry and its RPC return. The same list as
+/// The SMC functions teed issues, so the capabilities it asks its kernel for; the same list as
 /// the hosted gate's allow-list.
-pub const TEED_FUNCTIONS: [u32; 9] = [
-    func::CALLS_UID,
-    func::CALLS_REVISION,
-    func::GET_OS_REVISION,
-    func::EXCHANGE_CAPABILITIES,
-    func::GET_THREAD_COUNT,
-    func::DISABLE_SHM_CACHE,
-    func::ENABLE_SHM_CACHE,
-    func::CALL_WITH_ARG,
-    func::RETURN_FROM_RPC,
-];
+pub use optee_abi::smc::TEED_FUNCTIONS;
 
 /// What teed hears in place of the secure world for a refused SMC.
 pub const REFUSED: Regs = [ret::UNKNOWN_FUNCTION as u64, 0, 0, 0, 0, 0, 0, 0];
@@ -178,6 +167,7 @@ impl<C: SmcCap> CapConduit<C> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use optee_abi::smc::func;
 
     /// A capability for one function id that checks a0 as seL4's smc.c does for a badge, and
     /// records what reached it; fails after `fail_after` calls.
@@ -249,7 +239,7 @@ mod tests {
         for a0 in [
             u64::from(func::VM_CREATED),
             u64::from(func::GET_SHM_CONFIG),
-            u64::from(func::CALL_WITH_REGD_ARG),
+            u64::from(func::VM_DESTROYED),
             0,
             u64::from(func::CALLS_UID) | (1 << 32),
         ] {

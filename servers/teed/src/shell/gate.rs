@@ -4,27 +4,11 @@
 //! SMC once the conduit has failed, is answered `UNKNOWN_FUNCTION` without touching the
 //! conduit, so the core sees a typed refusal and never waits for an answer that cannot come.
 
-use optee_abi::smc::{func, ret, Regs};
+use optee_abi::smc::{ret, Regs};
 use tee_rt::conduit::SmcConduit;
 
-/// The SMC functions teed issues: the probe's fast calls, the cache switches, the yielding-call
-/// entries and their RPC return, and (with a modern secure world, `crate::abi`) the
-/// notification fast calls.
-pub const ALLOWED_FUNCTIONS: [u32; 13] = [
-    func::CALLS_UID,
-    func::CALLS_REVISION,
-    func::GET_OS_REVISION,
-    func::EXCHANGE_CAPABILITIES,
-    func::GET_THREAD_COUNT,
-    func::DISABLE_SHM_CACHE,
-    func::ENABLE_SHM_CACHE,
-    func::CALL_WITH_ARG,
-    func::RETURN_FROM_RPC,
-    func::CALL_WITH_RPC_ARG,
-    func::CALL_WITH_REGD_ARG,
-    func::ENABLE_ASYNC_NOTIF,
-    func::GET_ASYNC_NOTIF_VALUE,
-];
+/// The SMC functions teed issues ([`optee_abi::smc::TEED_FUNCTIONS`]).
+pub const ALLOWED_FUNCTIONS: [u32; 13] = optee_abi::smc::TEED_FUNCTIONS;
 
 /// What the gate answers in place of the secure world.
 const REFUSED: Regs = [ret::UNKNOWN_FUNCTION as u64, 0, 0, 0, 0, 0, 0, 0];
@@ -100,6 +84,7 @@ impl<C: SmcConduit> SmcGate<C> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use optee_abi::smc::func;
     use tee_rt::conduit::ConduitError;
 
     /// Records what reached the secure world; fails after `fail_after` calls.
