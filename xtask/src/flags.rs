@@ -9,7 +9,8 @@ commands:
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
-  qemu            not yet built";
+  qemu            not yet built
+  check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -20,6 +21,7 @@ pub enum Command {
     Demo { args: Vec<String> },
     Bench,
     Qemu,
+    CheckModel,
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -49,6 +51,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "cross" => no_extra_args(Command::Cross),
         "bench" => no_extra_args(Command::Bench),
         "qemu" => no_extra_args(Command::Qemu),
+        "check-model" => no_extra_args(Command::CheckModel),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -78,6 +81,7 @@ mod tests {
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
         assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
+        assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`.
+//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`, `check-model`.
 
+mod check_model;
 mod cross;
 mod flags;
 mod metadata;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Test { soak } => test_cmd::run(&root, soak),
         Command::Tidy => tidy::run(&root),
         Command::Cross => cross::run(&root),
+        Command::CheckModel => check_model::run(&root),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         Command::Bench | Command::Qemu => {
