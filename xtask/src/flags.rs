@@ -10,18 +10,27 @@ commands:
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
   qemu            not yet built
-  check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles";
+  check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles
+  fuzz [TARGET] [--seconds N]  cargo-fuzz targets on nightly (all by default, 60 s each)";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Test { soak: bool },
+    Test {
+        soak: bool,
+    },
     Tidy,
     Cross,
-    Demo { args: Vec<String> },
+    Demo {
+        args: Vec<String>,
+    },
     Bench,
     Qemu,
     CheckModel,
+    Fuzz {
+        target: Option<String>,
+        seconds: u64,
+    },
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -52,6 +61,26 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "bench" => no_extra_args(Command::Bench),
         "qemu" => no_extra_args(Command::Qemu),
         "check-model" => no_extra_args(Command::CheckModel),
+        "fuzz" => {
+            let mut target = None;
+            let mut seconds = 60;
+            let mut words = rest.iter();
+            while let Some(word) = words.next() {
+                match word.as_str() {
+                    "--seconds" => {
+                        let value = words.next().ok_or("--seconds needs a number")?;
+                        seconds = value
+                            .parse()
+                            .map_err(|_| format!("--seconds: `{value}` is not a number"))?;
+                    }
+                    other if target.is_none() && !other.starts_with('-') => {
+                        target = Some(other.to_string())
+                    }
+                    other => return Err(format!("unknown argument `{other}` for `fuzz`")),
+                }
+            }
+            Ok(Command::Fuzz { target, seconds })
+        }
         other => Err(format!("unknown command `{other}`")),
     }
 }

@@ -1,11 +1,12 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`, `check-model`.
+//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`, `check-model`, `fuzz`.
 
 mod check_model;
 mod cross;
 mod flags;
+mod fuzz;
 mod metadata;
 mod prereq;
 mod run;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Tidy => tidy::run(&root),
         Command::Cross => cross::run(&root),
         Command::CheckModel => check_model::run(&root),
+        Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         Command::Bench | Command::Qemu => {
