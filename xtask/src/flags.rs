@@ -11,19 +11,30 @@ commands:
   check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
-  qemu            not yet built";
+  qemu            not yet built
+  check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles
+  fuzz [TARGET] [--seconds N]  cargo-fuzz targets on nightly (all by default, 60 s each)";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Test { soak: bool },
+    Test {
+        soak: bool,
+    },
     Tidy,
     Cross,
     Redox,
     CheckSel4,
-    Demo { args: Vec<String> },
+    Demo {
+        args: Vec<String>,
+    },
     Bench,
     Qemu,
+    CheckModel,
+    Fuzz {
+        target: Option<String>,
+        seconds: u64,
+    },
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -55,6 +66,27 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "check-sel4" => no_extra_args(Command::CheckSel4),
         "bench" => no_extra_args(Command::Bench),
         "qemu" => no_extra_args(Command::Qemu),
+        "check-model" => no_extra_args(Command::CheckModel),
+        "fuzz" => {
+            let mut target = None;
+            let mut seconds = 60;
+            let mut words = rest.iter();
+            while let Some(word) = words.next() {
+                match word.as_str() {
+                    "--seconds" => {
+                        let value = words.next().ok_or("--seconds needs a number")?;
+                        seconds = value
+                            .parse()
+                            .map_err(|_| format!("--seconds: `{value}` is not a number"))?;
+                    }
+                    other if target.is_none() && !other.starts_with('-') => {
+                        target = Some(other.to_string())
+                    }
+                    other => return Err(format!("unknown argument `{other}` for `fuzz`")),
+                }
+            }
+            Ok(Command::Fuzz { target, seconds })
+        }
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -86,6 +118,7 @@ mod tests {
         assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
         assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
+        assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! `cargo metadata`).
 //!
 //! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench`, `qemu`,
-//! `tidy`.
+//! `tidy`, `check-model`, `fuzz`.
 
+mod check_model;
 mod cross;
 mod flags;
+mod fuzz;
 mod metadata;
 mod prereq;
 mod redox;
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
         Command::Cross => cross::run(&root),
         Command::Redox => redox::run(&root),
         Command::CheckSel4 => sel4::check(&root),
+        Command::CheckModel => check_model::run(&root),
+        Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         Command::Bench | Command::Qemu => {

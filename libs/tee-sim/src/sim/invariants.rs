@@ -162,7 +162,7 @@ impl Checker {
 /// and a teed that served this boot acknowledged with nothing it failed to release. Only such
 /// a teed can have released what this boot held; what a crashed world left stays until the
 /// next probe reclaims it.
-fn completed_shutdown(sim: &Sim) -> Result<(), String> {
+pub(crate) fn completed_shutdown(sim: &Sim) -> Result<(), String> {
     let view = sim.init.snapshot();
     let Some(outcome) = view.last_shutdown.as_ref() else {
         return Err("no shutdown ran".into());

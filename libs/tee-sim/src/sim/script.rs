@@ -16,6 +16,8 @@ use crate::ram::SharedRam;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionRecord {
     pub secure: SecureStats,
+    /// The orderly shutdown before it completed (the invariants' own test of completion).
+    pub shutdown_completed: bool,
     pub booted: Option<BootSummary>,
 }
 
@@ -120,6 +122,20 @@ impl Sim {
     pub fn kill_server(&mut self, server: ServerKind) -> Result<(), SimFailure> {
         self.kill(server);
         self.drain_init()?;
+        self.settle()
+    }
+
+    /// An operator's restart of `server` through init, settled.
+    pub fn restart_server(&mut self, server: ServerKind) -> Result<(), SimFailure> {
+        self.init.request_restart(self.now, server);
+        self.drain_init()?;
+        self.settle()
+    }
+
+    /// One forged request of a client naming the other's session or buffer, settled; the
+    /// invariants check teed refuses it.
+    pub fn forge(&mut self) -> Result<(), SimFailure> {
+        self.hostile_frame();
         self.settle()
     }
 

@@ -194,11 +194,15 @@ impl Sim {
         let checked = checker.on_transition(self, transition);
         self.checker = checker;
         checked?;
+        // Read before the servers end: the model checker judges leftovers by it.
+        let shutdown_completed = transition != Transition::EnterCrashKernel
+            && super::invariants::completed_shutdown(self).is_ok();
         for server in [ServerKind::Tpmd, ServerKind::Bnxtd, ServerKind::Teed] {
             self.end(server);
         }
         self.transitions.push(super::script::TransitionRecord {
             secure: self.secure.stats(),
+            shutdown_completed,
             booted: None,
         });
         // The old world's queues die with it, SMCs it never issued included.

@@ -1,0 +1,30 @@
+//! `cargo xtask check-model`: the exhaustive lifecycle check (model-check/) under both OP-TEE
+//! profiles, at the issue's depth. The default `test` runs a bounded one as ordinary tests.
+
+use std::path::Path;
+
+use crate::run::{cargo, CommandExt};
+
+/// The depth the issue asks for, in lifecycle actions.
+const DEPTH: &str = "12";
+
+pub fn run(root: &Path) -> Result<(), String> {
+    for profile in ["3.14", "4.x"] {
+        cargo(root)
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "teesys-model-check",
+                "--bin",
+                "check-model",
+                "--",
+                "--depth",
+                DEPTH,
+                "--profile",
+                profile,
+            ])
+            .status_ok("check-model")?;
+    }
+    Ok(())
+}
