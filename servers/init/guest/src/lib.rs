@@ -12,8 +12,10 @@
 //! * the launcher on the host drives the scenario over the `teesys.ctl` port ([`ctl`]).
 //!
 //! This library holds the pure parts, tested on the host: what a boot is ([`boot`]), the
-//! carve-out's layout ([`layout`]) and the control protocol ([`ctl`]).
+//! carve-out's layout ([`layout`]), the control protocol ([`ctl`]) and the device tree a
+//! normal kexec passes on ([`fdt`]).
 
 pub mod boot;
 pub mod ctl;
+pub mod fdt;
 pub mod layout;

@@ -79,14 +79,34 @@ pub fn start_load(crash: bool, cmdline: &str) -> io::Result<Load> {
         other => return Ok(Load::Done(other)),
     }
     let mut command = Command::new(KEXEC_TOOLS);
+    command.arg("-i").arg(if crash { "-p" } else { "-l" });
+    if !crash {
+        // kexec-tools would pass this kernel's tree on as it is (teesys_guest::fdt).
+        command.arg(format!("--dtb={}", next_dtb()?));
+    }
     command
-        .arg("-i")
-        .arg(if crash { "-p" } else { "-l" })
         .arg(KERNEL)
         .arg(format!("--initrd={RETAINED_INITRD}"))
         .arg(format!("--append={cmdline}"))
         .stdin(Stdio::null());
     Ok(Load::Tools(command.spawn()?))
+}
+
+/// This kernel's device tree without the crash-kernel-only properties, for `kexec -l`.
+fn next_dtb() -> io::Result<&'static str> {
+    const NEXT_DTB: &str = "/tmp/next.dtb";
+    let running = std::fs::read("/sys/firmware/fdt")?;
+    let (tree, removed) =
+        teesys_guest::fdt::without_chosen_props(&running, &teesys_guest::fdt::CRASH_ONLY)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "crash-kernel properties left out of the next device tree"
+        );
+    }
+    std::fs::write(NEXT_DTB, tree)?;
+    Ok(NEXT_DTB)
 }
 
 fn kexec_file_load(crash: bool, cmdline: &str) -> io::Result<()> {
