@@ -9,7 +9,9 @@ commands:
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
-  qemu            not yet built";
+  qemu [--kexecs N] [--seed-bugs | --seed-only]
+                  the service set under a real arm64 kernel in QEMU: real kexec, kdump, reset
+                  (--seed-bugs also runs the Linux 5.13 build, which must fail on the 4th kexec)";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -19,7 +21,7 @@ pub enum Command {
     Cross,
     Demo { args: Vec<String> },
     Bench,
-    Qemu,
+    Qemu(crate::qemu::QemuArgs),
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -48,9 +50,30 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "tidy" => no_extra_args(Command::Tidy),
         "cross" => no_extra_args(Command::Cross),
         "bench" => no_extra_args(Command::Bench),
-        "qemu" => no_extra_args(Command::Qemu),
+        "qemu" => parse_qemu(rest).map(Command::Qemu),
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+fn parse_qemu(rest: &[String]) -> Result<crate::qemu::QemuArgs, String> {
+    let mut args = crate::qemu::QemuArgs::default();
+    let mut words = rest.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--kexecs" => {
+                let value = words.next().ok_or("`--kexecs` needs a number")?;
+                args.kexecs = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("`--kexecs {value}`: not a number of at least 1"))?;
+            }
+            "--seed-bugs" => args.seed_bugs = true,
+            "--seed-only" => args.seed_only = true,
+            other => return Err(format!("unknown option `{other}` for `qemu`")),
+        }
+    }
+    Ok(args)
 }
 
 #[cfg(test)]
@@ -77,7 +100,22 @@ mod tests {
         assert_eq!(parse_words(&["tidy"]).unwrap(), Command::Tidy);
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
-        assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
+        assert_eq!(
+            parse_words(&["qemu"]).unwrap(),
+            Command::Qemu(crate::qemu::QemuArgs::default())
+        );
+    }
+
+    #[test]
+    fn qemu_takes_its_kexec_count_and_the_seed_run() {
+        assert_eq!(
+            parse_words(&["qemu", "--kexecs", "20", "--seed-bugs"]).unwrap(),
+            Command::Qemu(crate::qemu::QemuArgs {
+                kexecs: 20,
+                seed_bugs: true,
+                seed_only: false,
+            })
+        );
     }
 
     #[test]
@@ -99,6 +137,8 @@ mod tests {
             .unwrap_err()
             .contains("--fast"));
         assert!(parse_words(&["qemu", "now"]).unwrap_err().contains("now"));
+        assert!(parse_words(&["qemu", "--kexecs", "0"]).is_err());
+        assert!(parse_words(&["qemu", "--kexecs"]).is_err());
         assert!(parse_words(&["cross", "--debug"])
             .unwrap_err()
             .contains("--debug"));

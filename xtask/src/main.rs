@@ -1,12 +1,13 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`.
+//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu [--kexecs N]`, `tidy`.
 
 mod cross;
 mod flags;
 mod metadata;
 mod prereq;
+mod qemu;
 mod run;
 mod test_cmd;
 mod tidy;
@@ -39,7 +40,9 @@ fn main() -> ExitCode {
         Command::Cross => cross::run(&root),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
-        Command::Bench | Command::Qemu => {
+        // Its own prerequisites (QEMU, the cross tools) come with it; the stack's too.
+        Command::Qemu(args) => prereq::ensure(&root).and_then(|()| qemu::run(&root, &args)),
+        Command::Bench => {
             println!("not yet built (see issues)");
             return ExitCode::from(EXIT_NOT_AVAILABLE);
         }

@@ -117,7 +117,7 @@ fn full_run(scenario: &mut Scenario, kexecs: u32) -> Result<(), ScenarioError> {
     let reset = scenario.reset()?;
     scenario.tpm_basics(reset.boot)?;
     scenario.nv_check("tpm nv after the reset", reset.boot, written)?;
-    scenario.power_off()
+    scenario.power_off(true)
 }
 
 /// The seed on a real kernel: with the Linux 5.13 behaviour the 4 MiB bnxt registration is
@@ -139,7 +139,7 @@ fn seed_run(scenario: &mut Scenario, run_dir: &Path) -> Result<(), ScenarioError
             "expected the registration refused on the 4th kexec with BAD_PARAMETERS in teed's log; failed on {other:?}, refusal logged: {refused}"
         )),
     }
-    scenario.power_off()
+    scenario.power_off(false)
 }
 
 /// TEE_ERROR_BAD_PARAMETERS as teed's log may show it: by name, in hex or in decimal.
