@@ -100,7 +100,7 @@ pub fn run(root: &Path, args: &QemuArgs) -> Result<(), String> {
         runs.push(true);
     }
     for seed in runs {
-        let initrd = guest_initramfs(root, &dir, &kernel, &kexec, seed)?;
+        let initrd = guest_initramfs(root, &dir, &kexec, seed)?;
         let run_dir = dir.join("runs").join(format!(
             "{}{}",
             unix_seconds(),
@@ -539,14 +539,8 @@ fn build_kexec_tools(dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Cross-builds the guest's binaries (with the seed's switches when `seed`) and packs them
-/// with the kernel and kexec-tools into a newc initramfs.
-fn guest_initramfs(
-    root: &Path,
-    dir: &Path,
-    kernel: &Path,
-    kexec: &Path,
-    seed: bool,
-) -> Result<PathBuf, String> {
+/// with kexec-tools into a newc initramfs.
+fn guest_initramfs(root: &Path, dir: &Path, kexec: &Path, seed: bool) -> Result<PathBuf, String> {
     let mut build = cargo(root);
     build.args(["build", "--release", "--target", TARGET]);
     for package in GUEST_PACKAGES {
@@ -564,7 +558,8 @@ fn guest_initramfs(
     };
     let stage = dir.join(name);
     let _ = std::fs::remove_dir_all(&stage);
-    for sub in ["bin", "sbin", "boot", "proc", "sys", "dev", "run", "tmp"] {
+    // No kernel Image inside: the launcher stages it past mem= (smaller initramfs, faster boots).
+    for sub in ["bin", "sbin", "proc", "sys", "dev", "run", "tmp"] {
         std::fs::create_dir_all(stage.join(sub)).map_err(|e| format!("stage: {e}"))?;
     }
     let copy = |from: PathBuf, to: PathBuf| {
@@ -577,7 +572,6 @@ fn guest_initramfs(
         copy(built.join(server), stage.join("bin").join(server))?;
     }
     copy(kexec.to_path_buf(), stage.join("sbin").join("kexec"))?;
-    copy(kernel.to_path_buf(), stage.join("boot").join("Image"))?;
     let cpio = dir.join(format!("{name}.cpio"));
     let list = file_list(&stage)?;
     let out = std::fs::File::create(&cpio).map_err(|e| format!("{}: {e}", cpio.display()))?;

@@ -14,9 +14,9 @@ use crate::boot::param;
 /// Why the carve-out cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
-    #[error("no teesys.carveout=BASE,LEN on the command line")]
+    #[error("no teesys.carveout= (or teesys.image=) BASE,LEN on the command line")]
     Missing,
-    #[error("teesys.carveout={0:?} is not BASE,LEN in hex")]
+    #[error("{0:?} is not BASE,LEN in hex")]
     Malformed(String),
     #[error("the carve-out {base:#x}+{len:#x} is not page-aligned or leaves no shm frames")]
     TooSmall { base: u64, len: u64 },
@@ -32,7 +32,17 @@ fn hex(text: &str) -> Option<u64> {
 
 /// The carve-out named on `cmdline`.
 pub fn carveout(cmdline: &str) -> Result<RamWindow, LayoutError> {
-    let value = param(cmdline, "teesys.carveout").ok_or(LayoutError::Missing)?;
+    window_param(cmdline, "teesys.carveout")
+}
+
+/// Where the launcher staged the kernel Image for kexec (`teesys.image=BASE,LEN`, past
+/// `mem=` like the carve-out; QEMU's loader device writes it there on every reset).
+pub fn staged_image(cmdline: &str) -> Result<RamWindow, LayoutError> {
+    window_param(cmdline, "teesys.image")
+}
+
+fn window_param(cmdline: &str, key: &str) -> Result<RamWindow, LayoutError> {
+    let value = param(cmdline, key).ok_or(LayoutError::Missing)?;
     let malformed = || LayoutError::Malformed(value.to_owned());
     let (base, len) = value.split_once(',').ok_or_else(malformed)?;
     let (base, len) = (
@@ -101,6 +111,13 @@ mod tests {
             }
         );
         assert_eq!(carveout("mem=1920M"), Err(LayoutError::Missing));
+        assert_eq!(
+            staged_image("teesys.image=0xb4000000,0x2a3b000").unwrap(),
+            RamWindow {
+                base: 0xB400_0000,
+                len: 0x2A3_B000
+            }
+        );
         assert!(matches!(
             carveout("teesys.carveout=zz,1"),
             Err(LayoutError::Malformed(_))

@@ -41,6 +41,8 @@ pub enum Input {
     QmpReturn(serde_json::Value),
     /// A stream ended (`ctl` or `qmp`): QEMU is going or gone.
     Closed(&'static str),
+    /// A background kexec load was reported (the scenario counts it, then says so here).
+    Loaded,
 }
 
 /// How the machine is built.
@@ -52,9 +54,15 @@ pub struct MachineConfig {
     pub initrd: PathBuf,
     pub run_dir: PathBuf,
     pub ram_file: PathBuf,
-    /// Guest RAM in MiB; the top `carveout_mib` of it is the carve-out past `mem=`.
+    /// Guest RAM in MiB. Past `mem=` lie the kernel's staging region (`image_mib`) and, at
+    /// the top, the carve-out (`carveout_mib`).
     pub ram_mib: u64,
     pub carveout_mib: u64,
+    /// Where QEMU puts the kernel Image for the guest's kexecs (not in the initramfs, whose
+    /// unpacking under TCG costs ~35 ms per MiB on every boot).
+    pub image_mib: u64,
+    /// The Image's length in bytes.
+    pub image_len: u64,
     pub crashkernel_mib: u64,
     pub smp: u32,
     /// Kernel parameters added at the end of the command line.
@@ -66,14 +74,29 @@ impl MachineConfig {
         RAM_BASE + ((self.ram_mib - self.carveout_mib) << 20)
     }
 
-    /// QEMU's (and so every cold or reset boot's) kernel command line.
+    /// The kernel's staging region: just below the carve-out.
+    pub fn image_base(&self) -> u64 {
+        self.carveout_base() - (self.image_mib << 20)
+    }
+
+    /// RAM the guest kernel manages (`mem=`).
+    pub fn managed_mib(&self) -> u64 {
+        self.ram_mib - self.carveout_mib - self.image_mib
+    }
+
+    /// QEMU's (and so every cold or reset boot's) kernel command line. `quiet` and
+    /// `cryptomgr.notests` (no boot-time crypto self-tests, crypto/testmgr.c) take about a
+    /// second off each boot under TCG; `retain_initrd` keeps the initramfs for the next kexec
+    /// (/sys/firmware/initrd, init/initramfs.c).
     pub fn append(&self) -> String {
         format!(
-            "console=ttyAMA0 panic=-1 mem={}M crashkernel={}M retain_initrd teesys.carveout={:#x},{:#x} {}",
-            self.ram_mib - self.carveout_mib,
+            "console=ttyAMA0 quiet cryptomgr.notests panic=-1 mem={}M crashkernel={}M retain_initrd teesys.carveout={:#x},{:#x} teesys.image={:#x},{:#x} {}",
+            self.managed_mib(),
             self.crashkernel_mib,
             self.carveout_base(),
             self.carveout_mib << 20,
+            self.image_base(),
+            self.image_len,
             self.extra_append
         )
         .trim_end()
@@ -374,6 +397,13 @@ pub fn qemu_args(config: &MachineConfig, smc: i32, qmp: i32, ctl: i32) -> Vec<St
         // the secure world; then system_reset and cont.
         "-action",
         "reboot=shutdown,shutdown=pause",
+        // The Image again, raw, in the staging region past mem= (re-applied on every reset).
+        "-device",
+        &format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            config.kernel.display(),
+            config.image_base()
+        ),
         "-kernel",
         &config.kernel.display().to_string(),
         "-initrd",
@@ -443,6 +473,8 @@ mod tests {
             ram_file: "ram".into(),
             ram_mib: 2048,
             carveout_mib: 128,
+            image_mib: 64,
+            image_len: 44 << 20,
             crashkernel_mib: 512,
             smp: 1,
             extra_append: String::new(),
@@ -457,7 +489,9 @@ mod tests {
         let carve = teesys_guest::layout::carveout(&append).unwrap();
         assert_eq!(carve.base, 0xB800_0000);
         assert_eq!(carve.base + carve.len, RAM_BASE + (2048 << 20));
-        assert!(append.contains("mem=1920M"));
+        assert!(append.contains("mem=1856M"));
+        assert_eq!(config.image_base(), 0xB400_0000);
+        assert!(append.contains("teesys.image=0xb4000000,0x2c00000"));
         assert!(append.contains("crashkernel=512M"));
         assert!(append.contains("retain_initrd"));
     }

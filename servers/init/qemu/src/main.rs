@@ -52,6 +52,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let run_dir = args.run_dir.clone();
     let ram_file = ram_file_for(&run_dir);
+    let image_len = std::fs::metadata(&args.kernel).map_or(0, |m| m.len());
     let config = MachineConfig {
         qemu: resolve(&args.qemu),
         secure_world: args.secure_world.clone(),
@@ -61,6 +62,8 @@ fn main() -> ExitCode {
         ram_file,
         ram_mib: 2048,
         carveout_mib: 128,
+        image_mib: 64,
+        image_len,
         crashkernel_mib: 512,
         smp: args.smp,
         extra_append: args.append.clone(),

@@ -90,6 +90,8 @@ pub struct Guest {
     /// The normal kernel for the next kexec, then (normal boots only) the crash kernel.
     loads: [LoadState; 2],
     teed_settled_uptime: Option<u64>,
+    /// The Image for kexec is in /tmp (copied from the staging region once per boot).
+    kernel_staged: bool,
     after_reset: AfterReset,
     /// The command whose transition is under way, answered by the next boot's `Hello`.
     next_host_request_id: u32,
@@ -128,6 +130,7 @@ impl Guest {
             bnxt,
             loads: [LoadState::NotStarted, LoadState::NotStarted],
             teed_settled_uptime: None,
+            kernel_staged: false,
             after_reset: AfterReset::Reboot,
             next_host_request_id: HOST_REQUEST_IDS,
         })
@@ -495,6 +498,13 @@ impl Guest {
                     tracing::error!(error = %sys::power_off_now(), "power-off failed");
                     return;
                 }
+                // A crash-kernel load still running would make the reboot EBUSY
+                // (kernel/kexec_core.c, kernel_kexec takes the kexec lock).
+                if !self.boot.crash_flag() {
+                    if let Err(detail) = self.await_load(true) {
+                        tracing::warn!(%detail, "no crash kernel loaded for the next boot's predecessor");
+                    }
+                }
                 self.announce("kexec", clean, detail);
                 let error = sys::kexec_now();
                 tracing::error!(%error, "kexec failed");
@@ -526,6 +536,20 @@ impl Guest {
     }
 
     fn begin_load(&mut self, crash: bool) -> LoadState {
+        if !self.kernel_staged {
+            let staged = layout::staged_image(&self.cmdline)
+                .map_err(|e| e.to_string())
+                .and_then(|image| {
+                    let started = Instant::now();
+                    sys::stage_kernel(image).map_err(|e| format!("staging the Image: {e}"))?;
+                    tracing::info!(took_ms = ms(started.elapsed()), "kernel Image staged");
+                    Ok(())
+                });
+            if let Err(error) = staged {
+                return self.load_done(crash, Err(error), 0);
+            }
+            self.kernel_staged = true;
+        }
         let cmdline = if crash {
             boot::next_crash(&self.cmdline, self.boot)
         } else {

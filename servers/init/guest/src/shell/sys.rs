@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 
 use nix::mount::{mount, MsFlags};
 
-/// The kernel image in the initramfs, for the next kexec.
-pub const KERNEL: &str = "/boot/Image";
+/// The kernel image for the next kexec: copied out of the staging region at boot.
+pub const KERNEL: &str = "/tmp/Image";
 /// The initramfs this kernel booted with, kept by `retain_initrd` (init/initramfs.c).
 pub const RETAINED_INITRD: &str = "/sys/firmware/initrd";
 /// Static kexec-tools, built from Debian's source package.
@@ -57,6 +57,34 @@ pub fn uptime_ms() -> u64 {
 const SYS_KEXEC_FILE_LOAD: nix::libc::c_long = 294;
 #[cfg(not(target_arch = "aarch64"))]
 const SYS_KEXEC_FILE_LOAD: nix::libc::c_long = 320;
+
+/// Copies the kernel Image the launcher staged past `mem=` (QEMU's loader device) to
+/// [`KERNEL`], for kexec-tools, which reads a file. Under TCG this is cheaper than carrying the
+/// Image in the initramfs, which every boot unpacks.
+pub fn stage_kernel(image: tee_proto::lifecycle::RamWindow) -> io::Result<()> {
+    use optee_abi::mem::PhysMem;
+    let page = 4096;
+    let len = image.len.div_ceil(page) * page;
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mem")?;
+    let window = tee_rt::ram::RamFile::from_phys_grant(mem.into(), image.base, len)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out = std::io::BufWriter::new(File::create(KERNEL)?);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < image.len {
+        let n = usize::try_from((image.len - at).min(chunk.len() as u64)).unwrap_or(0);
+        window
+            .read(image.base + at, &mut chunk[..n])
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        std::io::Write::write_all(&mut out, &chunk[..n])?;
+        at += n as u64;
+    }
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
 
 /// KEXEC_FILE_ON_CRASH (include/uapi/linux/kexec.h).
 const KEXEC_FILE_ON_CRASH: u64 = 2;
