@@ -4,7 +4,8 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests (--soak sets TEESYS_SOAK=1)
+  test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests, the QEMU scenario and
+                  its seed-bugs run (--soak sets TEESYS_SOAK=1)
   tidy            repository rules only
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
