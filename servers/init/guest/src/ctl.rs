@@ -42,6 +42,13 @@ pub struct ServerLine {
     pub server: String,
     pub generation: u32,
     pub outcome: String,
+    /// The process's real uid once started (a server that mapped its window drops root).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Its `/dev/mem` mappings as (physical address, length): all the physical memory it can
+    /// reach.
+    #[serde(default)]
+    pub dev_mem: Vec<(u64, u64)>,
 }
 
 /// What the guest's init tells the launcher.
@@ -200,5 +207,61 @@ mod tests {
         );
         assert_eq!(from_hex("abc"), None);
         assert_eq!(from_hex("zz"), None);
+    }
+}
+
+/// The real uid on the `Uid:` line of `/proc/<pid>/status`.
+pub fn status_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+}
+
+/// The `/dev/mem` mappings in `/proc/<pid>/maps`, as (physical address, length): for a
+/// mapping of `/dev/mem` the offset column is the physical address.
+pub fn dev_mem_mappings(maps: &str) -> Vec<(u64, u64)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let _perms = fields.next()?;
+            let offset = fields.next()?;
+            let path = fields.nth(2)?;
+            if path != "/dev/mem" {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((
+                u64::from_str_radix(offset, 16).ok()?,
+                end.checked_sub(start)?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod proc_tests {
+    use super::*;
+
+    #[test]
+    fn the_real_uid_and_the_dev_mem_windows_are_read_from_proc() {
+        let status = "Name:\ttpmd\nUid:\t61001\t61001\t61001\t61001\nGid:\t61001\n";
+        assert_eq!(status_uid(status), Some(61001));
+        assert_eq!(status_uid("Name:\tx\n"), None);
+        let maps = "\
+aaaab0000000-aaaab0200000 r-xp 00000000 00:02 12 /bin/tpmd
+ffff80000000-ffff80010000 rw-s beef0000 00:05 4 /dev/mem
+ffff90000000-ffff90001000 rw-p 00000000 00:00 0
+ffffa0000000-ffffa1000000 rw-s bef00000 00:05 4 /dev/mem
+";
+        assert_eq!(
+            dev_mem_mappings(maps),
+            [(0xBEEF_0000, 0x1_0000), (0xBEF0_0000, 0x100_0000)]
+        );
     }
 }

@@ -364,6 +364,53 @@ impl Scenario {
         stats.registrations + stats.sessions + stats.cached_buffers
     }
 
+    /// Grants hold in the guest: every server runs as a uid of its own, not root, and maps of
+    /// physical memory exactly what its grant names (tpmd and bnxtd their windows, teed only
+    /// the carve-out): the problems found.
+    fn grant_problems(&self, booted: &Booted) -> Vec<String> {
+        let append = self.machine.config.append();
+        let layout = teesys_guest::layout::carveout(&append)
+            .map_err(|e| e.to_string())
+            .and_then(|carve| {
+                teesys_guest::layout::init_config(carve)
+                    .map(|config| (carve, config))
+                    .map_err(|e| e.to_string())
+            });
+        let (carve, config) = match layout {
+            Ok(pair) => pair,
+            Err(error) => return vec![format!("no layout: {error}")],
+        };
+        let mut problems = Vec::new();
+        let mut uids = Vec::new();
+        for line in &booted.servers {
+            let Some(uid) = line.uid else {
+                continue;
+            };
+            if uid == 0 || uids.contains(&uid) {
+                problems.push(format!("{} runs as uid {uid}", line.server));
+            }
+            uids.push(uid);
+            let within = |(pa, len): &(u64, u64), base: u64, size: u64| {
+                *pa >= base && pa + len <= base + size
+            };
+            let ok = match line.server.as_str() {
+                "tpmd" => line.dev_mem == [(config.windows.tpmd.base, config.windows.tpmd.len)],
+                "bnxtd" => line.dev_mem == [(config.windows.bnxtd.base, config.windows.bnxtd.len)],
+                _ => line
+                    .dev_mem
+                    .iter()
+                    .all(|m| within(m, carve.base, carve.len)),
+            };
+            if !ok {
+                problems.push(format!(
+                    "{} maps {:x?} of /dev/mem",
+                    line.server, line.dev_mem
+                ));
+            }
+        }
+        problems
+    }
+
     /// Cold boot: QEMU started → every server settled.
     pub fn cold_boot(&mut self) -> Result<Booted, ScenarioError> {
         let booted = self.await_boot(GuestKind::Firmware)?;
@@ -371,7 +418,7 @@ impl Scenario {
             .teed_settled
             .saturating_duration_since(self.machine.started));
         self.timings.cold_boot_ms = Some(took);
-        let mut problems = Vec::new();
+        let mut problems = self.grant_problems(&booted);
         for server in ["teed", "tpmd", "bnxtd"] {
             if booted.outcome(server) != "ready" {
                 problems.push(format!("{server} {}", booted.outcome(server)));
@@ -384,7 +431,11 @@ impl Scenario {
             boot: Some(booted.boot),
             left: None,
             secure,
-            note: format!("teed ready {:.2} s after QEMU start", took as f64 / 1e3),
+            note: format!(
+                "teed ready {:.2} s after QEMU start; uids {:?}, each maps only its grant",
+                took as f64 / 1e3,
+                booted.servers.iter().map(|l| l.uid).collect::<Vec<_>>()
+            ),
             problems,
         });
         Ok(booted)
@@ -581,6 +632,7 @@ impl Scenario {
                 booted.boot.number, from.number
             ));
         }
+        problems.extend(self.grant_problems(&booted));
         let cycle = ms(booted.teed_settled.saturating_duration_since(sent));
         if from.kind != GuestKind::Crash {
             self.timings.kexec_cycle_ms.push(cycle);

@@ -19,7 +19,7 @@ use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind};
 use tee_proto::{Frame, Generation, Header};
 use tee_rt::endpoint::Endpoint;
 use teesys_guest::boot::{self, GuestBoot};
-use teesys_guest::ctl::{GuestEvent, HostCommand, ServerLine};
+use teesys_guest::ctl::{self, GuestEvent, HostCommand, ServerLine};
 use teesys_guest::layout;
 use teesys_init::shutdown::ShutdownResult;
 use teesys_init::{
@@ -267,10 +267,16 @@ impl Guest {
                     let servers = summary
                         .servers
                         .iter()
-                        .map(|s| ServerLine {
-                            server: format!("{:?}", s.server).to_lowercase(),
-                            generation: s.generation,
-                            outcome: outcome_text(s.outcome),
+                        .map(|s| {
+                            let pid = self.live(s.server).map(ServerProcess::pid);
+                            let (uid, dev_mem) = pid.map_or((None, Vec::new()), what_it_holds);
+                            ServerLine {
+                                server: format!("{:?}", s.server).to_lowercase(),
+                                generation: s.generation,
+                                outcome: outcome_text(s.outcome),
+                                uid,
+                                dev_mem,
+                            }
                         })
                         .collect();
                     let uptime = sys::uptime_ms();
@@ -650,6 +656,17 @@ fn o_path(path: &Path) -> io::Result<OwnedFd> {
         )
     })?;
     Ok(fd)
+}
+
+/// A server's uid and the physical memory it maps, as /proc shows them.
+fn what_it_holds(pid: u32) -> (Option<u32>, Vec<(u64, u64)>) {
+    let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok();
+    let uid = read("status").as_deref().and_then(ctl::status_uid);
+    let dev_mem = read("maps")
+        .as_deref()
+        .map(ctl::dev_mem_mappings)
+        .unwrap_or_default();
+    (uid, dev_mem)
 }
 
 fn outcome_text(outcome: StartOutcome) -> String {
