@@ -37,7 +37,7 @@ pub(crate) enum Step {
 pub(crate) fn rpc_message(cmd: u32, dir: Direction, a: u64, b: u64, c: u64) -> MsgArg {
     let mut message = MsgArg::new(cmd);
     message.ret = teec::ERROR_GENERIC;
-    // One param never exceeds MAX_PARAMS.
+    // One param never exceeds LINUX_MAX_PARAMS.
     let _ = message.push(Param::Value {
         dir,
         a,
@@ -48,13 +48,13 @@ pub(crate) fn rpc_message(cmd: u32, dir: Direction, a: u64, b: u64, c: u64) -> M
     message
 }
 
-/// NOTIFICATION WAIT on the waiting thread's own id.
-pub(crate) fn wait_message(tid: usize) -> MsgArg {
+/// NOTIFICATION WAIT on the waiting thread's own key ([`SecureWorld::wait_key`]).
+pub(crate) fn wait_message(key: u64) -> MsgArg {
     rpc_message(
         msg::rpc_cmd::NOTIFICATION,
         Direction::In,
         msg::rpc_cmd::NOTIFICATION_WAIT,
-        tid as u64,
+        key,
         0,
     )
 }
@@ -145,7 +145,7 @@ impl SecureWorld {
                     return Step::Continue;
                 }
                 job.stage = Stage::WaitRelease { reg };
-                job.request = Some(wait_message(tid));
+                job.request = Some(wait_message(self.wait_key(tid)));
                 Step::Rpc
             }
             Stage::Finish => {
@@ -155,7 +155,7 @@ impl SecureWorld {
                         msg::rpc_cmd::NOTIFICATION,
                         Direction::In,
                         msg::rpc_cmd::NOTIFICATION_SEND,
-                        waiter as u64,
+                        self.wait_key(waiter),
                         0,
                     ));
                     return Step::Rpc;
@@ -174,7 +174,7 @@ impl SecureWorld {
     /// The command is done: its result goes back to normal-world RAM, the registrations and
     /// the TA it held are released, and threads waiting on them are queued for wake-up.
     pub(crate) fn complete(&mut self, tid: usize, mem: &mut dyn PhysMem, job: &mut Job) {
-        if let Err(err) = job.arg.write_to(mem, job.arg_pa) {
+        if let Err(err) = crate::rpc_arg::write_back(mem, job) {
             warn!(tid, %err, "cannot write the message argument back");
         }
         for id in std::mem::take(&mut job.refs) {
@@ -212,7 +212,12 @@ impl SecureWorld {
 
     /// Sends `job.request`: RPC ALLOC first when the thread has no RPC argument buffer.
     /// `None` when the request failed at once and the job has its (failed) answer.
-    fn send_request(&mut self, tid: usize, mem: &mut dyn PhysMem, mut job: Job) -> Option<Regs> {
+    fn send_request(&mut self, tid: usize, mem: &mut dyn PhysMem, job: Job) -> Option<Regs> {
+        // A call that brought its RPC struct never needs RPC ALLOC.
+        if job.rpc_arg.is_some() {
+            return self.send_in_rpc_arg(tid, mem, job);
+        }
+        let mut job = job;
         let Some(request) = job.request.as_ref() else {
             self.threads[tid].job = Some(job);
             return None;
@@ -290,9 +295,10 @@ impl SecureWorld {
         let buffer_pa = self.threads[tid].rpc_arg.as_ref().map(|b| b.pa);
         if let Some(job) = self.threads[tid].job.as_mut() {
             let sent = job.request.take().map_or(0, |r| r.params.len());
-            job.answer = Some(match buffer_pa {
-                Some(pa) => read_answer(&*mem, pa, sent),
-                None => RpcAnswer::failed(teec::ERROR_COMMUNICATION),
+            job.answer = Some(match (&job.rpc_arg, buffer_pa) {
+                (Some(rpc_arg), _) => crate::rpc_arg::read_answer_in(&*mem, rpc_arg, sent),
+                (None, Some(pa)) => read_answer(&*mem, pa, sent),
+                (None, None) => RpcAnswer::failed(teec::ERROR_COMMUNICATION),
             });
         }
         self.run(tid, mem)
@@ -317,6 +323,11 @@ fn read_answer(mem: &dyn PhysMem, pa: u64, sent: usize) -> RpcAnswer {
     if mem.read(pa, &mut bytes).is_err() {
         return RpcAnswer::failed(teec::ERROR_COMMUNICATION);
     }
+    decode_answer(bytes, sent)
+}
+
+/// Decodes the `arg_size(sent)` bytes of an RPC answer, wherever they were read from.
+pub(crate) fn decode_answer(mut bytes: Vec<u8>, sent: usize) -> RpcAnswer {
     let mut raw_count = [0u8; 4];
     raw_count.copy_from_slice(&bytes[28..32]);
     let num_params = u32::from_le_bytes(raw_count);

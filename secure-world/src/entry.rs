@@ -2,11 +2,14 @@
 //! param resolution, cancel, and shm registration. TA entry points are in `ta_entry`.
 
 use optee_abi::mem::PhysMem;
-use optee_abi::msg::{attr, cmd, Param, RawParam};
+use optee_abi::msg::{
+    arg_size, attr, cmd, MsgHeader, MsgView, Param, RawParam, ARG_HEADER_SIZE, MSG_MAX_NUM_PARAMS,
+};
 use optee_abi::pagelist::{data_pages_spanned, walk_page_list};
 use optee_abi::smc::ret;
 use optee_abi::teec::{self, origin};
 use optee_abi::uuid::Uuid;
+use optee_abi::AbiError;
 use tracing::{debug, warn};
 
 use crate::buffer::{Backing, NwBuffer};
@@ -21,6 +24,72 @@ use crate::world::SecureWorld;
 type Refusal = (u32, u32);
 
 pub(crate) const BAD_PARAMS: Refusal = (teec::ERROR_BAD_PARAMETERS, origin::TEE);
+
+/// A memref beyond the memory object it names (entry_std.c set_rmem_param).
+const SECURITY: Refusal = (teec::ERROR_SECURITY, origin::TEE);
+
+/// An `optee_msg_arg` as a secure thread holds it while it serves the call: up to
+/// `OPTEE_MSG_MAX_NUM_PARAMS` params, on the heap (the model is std; `optee_abi`'s `MsgArg`
+/// keeps Linux's cap).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Message {
+    pub cmd: u32,
+    pub func: u32,
+    pub session: u32,
+    pub cancel_id: u32,
+    pub ret: u32,
+    pub ret_origin: u32,
+    pub params: Vec<RawParam>,
+}
+
+impl Message {
+    /// Reads the message at `pa` as thread_optee_smc.c map_cmd_buffer does: num_params is read
+    /// once, and more than OPTEE_MSG_MAX_NUM_PARAMS (127, exactly one page) fails.
+    pub fn read_from(mem: &dyn PhysMem, pa: u64) -> Result<Message, AbiError> {
+        let mut bytes = vec![0u8; ARG_HEADER_SIZE];
+        mem.read(pa, &mut bytes)?;
+        let num_params = MsgHeader::decode(&bytes)?.num_params;
+        if num_params as usize > MSG_MAX_NUM_PARAMS {
+            return Err(AbiError::TooManyParams {
+                count: num_params,
+                max: MSG_MAX_NUM_PARAMS,
+            });
+        }
+        bytes.resize(arg_size(num_params as usize), 0);
+        mem.read(pa + ARG_HEADER_SIZE as u64, &mut bytes[ARG_HEADER_SIZE..])?;
+        let view = MsgView::new(&bytes, MSG_MAX_NUM_PARAMS)?;
+        let header = view.header();
+        Ok(Message {
+            cmd: header.cmd,
+            func: header.func,
+            session: header.session,
+            cancel_id: header.cancel_id,
+            ret: header.ret,
+            ret_origin: header.ret_origin,
+            params: view.params().collect(),
+        })
+    }
+
+    /// Writes the message back to `pa`, params included.
+    pub fn write_to(&self, mem: &mut dyn PhysMem, pa: u64) -> Result<(), AbiError> {
+        let header = MsgHeader {
+            cmd: self.cmd,
+            func: self.func,
+            session: self.session,
+            cancel_id: self.cancel_id,
+            ret: self.ret,
+            ret_origin: self.ret_origin,
+            num_params: self.params.len() as u32,
+        };
+        let mut bytes = Vec::with_capacity(arg_size(self.params.len()));
+        bytes.extend_from_slice(&header.to_bytes());
+        for param in &self.params {
+            bytes.extend_from_slice(&param.to_bytes());
+        }
+        mem.write(pa, &bytes)?;
+        Ok(())
+    }
+}
 
 impl SecureWorld {
     /// First stage of every job: decode the command.
@@ -56,6 +125,7 @@ impl SecureWorld {
                     return Step::Continue;
                 }
             }
+            cmd::DO_BOTTOM_HALF | cmd::STOP_ASYNC_NOTIF if self.notif_command(job.arg.cmd) => {}
             other => {
                 warn!(tid, cmd = other, "unknown message command");
                 return Step::Return(ret::EBADCMD);
@@ -100,11 +170,13 @@ impl SecureWorld {
         Ok(TaEntry::Open { ta, client, params })
     }
 
+    /// INVOKE_COMMAND (entry_std.c entry_invoke_command): params are copied in before the
+    /// session is looked up, so a bad param wins over an unknown session.
     fn prepare_invoke(&mut self, mem: &dyn PhysMem, job: &mut Job) -> Result<TaEntry, Refusal> {
         let session = job.arg.session;
-        let ta = self.sessions.get(&session).ok_or(BAD_PARAMS)?.ta;
         let raw: Vec<RawParam> = job.arg.params.to_vec();
         let params = self.resolve_params(mem, &raw, &mut job.refs)?;
+        let ta = self.sessions.get(&session).ok_or(BAD_PARAMS)?.ta;
         Ok(TaEntry::Invoke {
             ta,
             session,
@@ -128,7 +200,12 @@ impl SecureWorld {
         Ok(TaEntry::Close { ta, session })
     }
 
-    /// Turns message params into the TA's four params, referencing registrations.
+    /// Turns message params into the TA's four params, referencing registrations
+    /// (entry_std.c copy_in_params). Each attr is read through OPTEE_MSG_ATTR_TYPE_MASK
+    /// ([`RawParam::decode_masked`]): META is refused, NONCONTIG chooses how a TMEM is read,
+    /// cache bits are ignored. (3.14's cleanup_shm_refs then switches on the unmasked attr, so
+    /// upstream keeps the memory object of a memref with extra bits referenced — fixed upstream
+    /// in 51d99cd24; the model releases it.)
     fn resolve_params(
         &mut self,
         mem: &dyn PhysMem,
@@ -143,11 +220,8 @@ impl SecureWorld {
             ..TaParams::default()
         };
         for (slot, raw) in params.slots.iter_mut().zip(raw) {
-            *slot = match raw.decode_typed().map_err(|_| BAD_PARAMS)? {
+            *slot = match raw.decode_masked().map_err(|_| BAD_PARAMS)? {
                 Param::None => Slot::None,
-                Param::Value { meta: true, .. } | Param::Tmem { meta: true, .. } => {
-                    return Err(BAD_PARAMS)
-                }
                 Param::Value { dir, a, b, c, .. } => Slot::Value { dir, a, b, c },
                 Param::Rmem {
                     dir,
@@ -157,7 +231,9 @@ impl SecureWorld {
                 } => {
                     let (id, whole) = self.registry.acquire(shm_ref).ok_or(BAD_PARAMS)?;
                     refs.push(id);
-                    let buffer = whole.slice(offs, size).ok_or(BAD_PARAMS)?;
+                    // set_rmem_param: offs + size beyond the mobj (pages x 4096 - page
+                    // offset) is TEE_ERROR_SECURITY, overflow included.
+                    let buffer = whole.slice(offs, size).ok_or(SECURITY)?;
                     Slot::Memref { dir, buffer, size }
                 }
                 Param::Tmem {
@@ -167,7 +243,12 @@ impl SecureWorld {
                     noncontig,
                     ..
                 } => {
-                    let buffer = self.temp_buffer(mem, buf_ptr, size, noncontig)?;
+                    // set_tmem_param: a null address is a null memref, page list or not.
+                    let buffer = if buf_ptr == 0 {
+                        NwBuffer::new(Backing::Null, size)
+                    } else {
+                        self.temp_buffer(mem, buf_ptr, size, noncontig)?
+                    };
                     Slot::Memref { dir, buffer, size }
                 }
             };
@@ -175,7 +256,7 @@ impl SecureWorld {
         Ok(params)
     }
 
-    /// A temporary memref: null (MEMREF_NULL), contiguous in RAM, or a page list. The model
+    /// A temporary memref at a non-null address: contiguous in RAM, or a page list. The model
     /// accepts contiguous buffers anywhere in RAM, since its static area is not backed.
     pub(crate) fn temp_buffer(
         &self,
@@ -185,9 +266,6 @@ impl SecureWorld {
         noncontig: bool,
     ) -> Result<NwBuffer, Refusal> {
         if !noncontig {
-            if buf_ptr == 0 {
-                return Ok(NwBuffer::new(Backing::Null, size));
-            }
             if !mem.contains(buf_ptr, size) {
                 return Err(BAD_PARAMS);
             }

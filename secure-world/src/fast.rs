@@ -6,9 +6,11 @@ use tracing::debug;
 use crate::thread::ThreadState;
 use crate::world::{reply, SecureWorld};
 
-/// Capabilities the model reports: dynamic and unregistered shm and null memrefs, as OP-TEE
-/// on QEMU does. HAVE_RESERVED_SHM is left out because the static area is not backed.
-pub const SEC_CAPS: u64 = sec_cap::DYNAMIC_SHM | sec_cap::UNREGISTERED_SHM | sec_cap::MEMREF_NULL;
+/// Capabilities every build of the model reports, as 3.14 does (core/arch/arm/tee/entry_fast.c
+/// tee_entry_exchange_capabilities): null memrefs, and dynamic shm since normal-world DDR is
+/// known. HAVE_RESERVED_SHM is added when a reserved area is configured; 3.14 never reports
+/// UNREGISTERED_SHM.
+pub const SEC_CAPS: u64 = sec_cap::DYNAMIC_SHM | sec_cap::MEMREF_NULL;
 
 /// `OPTEE_SMC_SHM_CACHED`: the static area is normal cached memory.
 const SHM_CACHED: u64 = 1;
@@ -35,22 +37,30 @@ impl SecureWorld {
                 let rev = self.config.os_revision;
                 words([rev.major, rev.minor, rev.build_id, 0])
             }
-            func::GET_SHM_CONFIG => [
-                u64::from(ret::OK),
-                self.config.static_shm_base,
-                self.config.static_shm_size,
-                SHM_CACHED,
-                0,
-                0,
-                0,
-                0,
-            ],
+            // entry_fast.c: GET_SHM_CONFIG exists only with CFG_CORE_RESERVED_SHM.
+            func::GET_SHM_CONFIG => match self.config.reserved_shm {
+                Some(area) => [
+                    u64::from(ret::OK),
+                    area.base,
+                    area.size,
+                    SHM_CACHED,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                None => reply(ret::UNKNOWN_FUNCTION),
+            },
             func::EXCHANGE_CAPABILITIES => {
                 // Upstream refuses any normal-world capability it does not know.
                 if regs[1] & !nsec_cap::UNIPROCESSOR != 0 {
                     return reply(ret::ENOTAVAIL);
                 }
-                [u64::from(ret::OK), SEC_CAPS, 0, 0, 0, 0, 0, 0]
+                let reserved = match self.config.reserved_shm {
+                    Some(_) => sec_cap::HAVE_RESERVED_SHM,
+                    None => 0,
+                };
+                self.profile_caps([u64::from(ret::OK), SEC_CAPS | reserved, 0, 0, 0, 0, 0, 0])
             }
             func::GET_THREAD_COUNT => [
                 u64::from(ret::OK),
@@ -71,6 +81,9 @@ impl SecureWorld {
             }
             func::DISABLE_SHM_CACHE => self.disable_shm_cache(),
             other => {
+                if let Some(answer) = self.notif_fast_call(other) {
+                    return answer;
+                }
                 debug!(func = other, "unknown fast call");
                 reply(ret::UNKNOWN_FUNCTION)
             }

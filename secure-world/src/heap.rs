@@ -85,6 +85,9 @@ pub struct Heap {
     pub capacity: usize,
     pub used: usize,
     pub baseline: usize,
+    /// The most ever in use since boot or the last [`Heap::reset_peak`]: how close the heap came
+    /// to refusing (a registration's temporary page array counts while it lives).
+    pub peak: usize,
 }
 
 impl Heap {
@@ -95,6 +98,7 @@ impl Heap {
             capacity,
             used: baseline,
             baseline,
+            peak: baseline,
         }
     }
 
@@ -113,6 +117,7 @@ impl Heap {
             });
         }
         self.used += needed;
+        self.peak = self.peak.max(self.used);
         Ok(HeapBlock { charged: needed })
     }
 
@@ -124,6 +129,12 @@ impl Heap {
     /// Back to the boot state (machine reset): every block is forgotten.
     pub fn reset(&mut self) {
         self.used = self.baseline;
+        self.peak = self.baseline;
+    }
+
+    /// Starts measuring the peak again from what is in use now.
+    pub fn reset_peak(&mut self) {
+        self.peak = self.used;
     }
 }
 

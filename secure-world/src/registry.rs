@@ -80,6 +80,10 @@ pub struct RegistrationInfo {
 struct Registration {
     id: RegId,
     cookie: u64,
+    /// The size the normal world named.
+    size: u64,
+    /// The whole memory object: pages x 4096 - page offset (mobj_reg_shm_alloc), which is what
+    /// an RMEM may address, whatever size was registered.
     buffer: NwBuffer,
     num_pages: usize,
     users: u32,
@@ -124,6 +128,9 @@ impl ShmRegistry {
         heap.free(scratch);
         let charge = charge?;
         let num_pages = pages.len();
+        // core/arch/arm/mm/mobj_dyn_shm.c mobj_reg_shm_alloc: the mobj spans every page from
+        // the offset on; the registered size is not kept.
+        let mobj_size = (num_pages as u64 * PAGE_SIZE_U64).saturating_sub(page_offset);
         let backing = Backing::Pages {
             pages: Arc::from(pages),
             start: page_offset,
@@ -132,7 +139,8 @@ impl ShmRegistry {
         self.entries.push(Registration {
             id: self.next_id,
             cookie,
-            buffer: NwBuffer::new(backing, size),
+            size,
+            buffer: NwBuffer::new(backing, mobj_size),
             num_pages,
             users: 0,
             releasing: false,
@@ -150,7 +158,7 @@ impl ShmRegistry {
     }
 
     /// Takes a user reference on the newest registration with `cookie` and returns its whole
-    /// buffer. Like upstream, a registration being released is still found.
+    /// memory object (pages x 4096 - page offset). Like upstream, a registration being released is still found.
     pub fn acquire(&mut self, cookie: u64) -> Option<(RegId, NwBuffer)> {
         let id = self.newest(cookie)?.id;
         let reg = self.by_id(id)?;
@@ -217,7 +225,7 @@ impl ShmRegistry {
     }
 
     pub fn registered_bytes(&self) -> u64 {
-        self.entries.iter().map(|r| r.buffer.size()).sum()
+        self.entries.iter().map(|r| r.size).sum()
     }
 
     /// Registrations, newest first (the lookup order).
@@ -225,7 +233,7 @@ impl ShmRegistry {
         self.entries.iter().rev().map(|r| RegistrationInfo {
             cookie: r.cookie,
             pages: r.num_pages,
-            size: r.buffer.size(),
+            size: r.size,
             page_offset: match &r.buffer.backing {
                 Backing::Pages { start, .. } => *start,
                 _ => 0,

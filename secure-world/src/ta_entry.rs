@@ -1,7 +1,7 @@
 //! TA entry points as job stages: open, invoke (with the RPCs a TA asks for) and close,
 //! serialised per TA: a call finding another thread inside the TA waits for it.
 
-use optee_abi::mem::PhysMem;
+use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
 use optee_abi::msg::{attr, rpc_cmd, Direction, RawParam};
 use optee_abi::teec::{self, origin};
 use tracing::{debug, warn};
@@ -11,7 +11,8 @@ use crate::engine::{rpc_message, wait_message, Step};
 use crate::entry::BAD_PARAMS;
 use crate::ta::params::Slot;
 use crate::ta::{
-    ClientIdentity, RpcReply, RpcShm, SessionId, TaContext, TaFlags, TaParams, TaRpc, TaStep,
+    ClientIdentity, RpcReply, RpcShm, SessionId, ShmType, TaContext, TaFlags, TaParams, TaRpc,
+    TaStep,
 };
 use crate::thread::{Job, RpcAnswer, Stage, TaEntry, TaWait};
 use crate::world::{SecureWorld, Session, MOBJ_BYTES, SESSION_BYTES};
@@ -28,7 +29,7 @@ impl SecureWorld {
         let ta = entry.ta();
         if self.tas[ta].busy_by.is_some_and(|owner| owner != tid) {
             job.stage = Stage::WaitTa(entry);
-            job.request = Some(wait_message(tid));
+            job.request = Some(wait_message(self.wait_key(tid)));
             return Step::Rpc;
         }
         // The session may have been closed while this call waited for the TA.
@@ -168,7 +169,25 @@ impl SecureWorld {
             }
             TaStep::Rpc(request) => {
                 self.tas[ta].busy_by = Some(tid);
-                let kernel = rpc_cmd::SHM_TYPE_KERNEL;
+                // thread_optee_smc.c thread_rpc_alloc_kernel_payload: kernel shm is never
+                // larger than a page; more fails at once, with no RPC.
+                if let TaRpc::ShmAlloc {
+                    size,
+                    kind: ShmType::Kernel,
+                } = request
+                {
+                    if size > PAGE_SIZE_U64 {
+                        debug!(tid, size, "kernel payload over a page refused");
+                        job.answer = None;
+                        job.stage = Stage::InTa {
+                            ta,
+                            session,
+                            params,
+                            waiting: TaWait::DiscardShm,
+                        };
+                        return Step::Continue;
+                    }
+                }
                 let (message, waiting) = match request {
                     TaRpc::GetTime => (
                         rpc_message(rpc_cmd::GET_TIME, Direction::Out, 0, 0, 0),
@@ -178,15 +197,16 @@ impl SecureWorld {
                         rpc_message(rpc_cmd::SUSPEND, Direction::In, u64::from(millis), 0, 0),
                         TaWait::Suspend,
                     ),
-                    TaRpc::ShmAlloc { size } => (
-                        rpc_message(rpc_cmd::SHM_ALLOC, Direction::In, kernel, size, 8),
-                        TaWait::ShmAlloc,
+                    // thread_rpc_alloc: value (type, size, alignment 8).
+                    TaRpc::ShmAlloc { size, kind } => (
+                        rpc_message(rpc_cmd::SHM_ALLOC, Direction::In, kind.value(), size, 8),
+                        TaWait::ShmAlloc(kind),
                     ),
                     TaRpc::ShmFree { shm } => {
-                        let cookie = shm.cookie();
+                        let (cookie, kind) = (shm.cookie(), shm.kind());
                         self.heap.free(shm.charge);
                         (
-                            rpc_message(rpc_cmd::SHM_FREE, Direction::In, kernel, cookie, 0),
+                            rpc_message(rpc_cmd::SHM_FREE, Direction::In, kind.value(), cookie, 0),
                             TaWait::ShmFree,
                         )
                     }
@@ -231,9 +251,10 @@ impl SecureWorld {
             TaWait::Suspend | TaWait::ShmFree if ok => RpcReply::Done,
             TaWait::Suspend | TaWait::ShmFree => RpcReply::Failed(answer.ret),
             TaWait::DiscardShm => RpcReply::Failed(teec::ERROR_OUT_OF_MEMORY),
-            TaWait::ShmAlloc => match self.shm_from_answer(&*mem, &answer) {
+            TaWait::ShmAlloc(kind) => match self.shm_from_answer(&*mem, &answer, kind) {
                 Ok(shm) => RpcReply::Shm(shm),
                 Err(Some(cookie)) => {
+                    // thread_rpc_free(bt, cookie): handed back as the type it was asked as.
                     job.stage = Stage::InTa {
                         ta,
                         session,
@@ -243,7 +264,7 @@ impl SecureWorld {
                     job.request = Some(rpc_message(
                         rpc_cmd::SHM_FREE,
                         Direction::In,
-                        rpc_cmd::SHM_TYPE_KERNEL,
+                        kind.value(),
                         cookie,
                         0,
                     ));
@@ -262,21 +283,25 @@ impl SecureWorld {
         self.after_ta(tid, mem, job, ta, session, params, step)
     }
 
-    /// Reads an SHM_ALLOC answer. `Err(Some(cookie))` when the normal world allocated
-    /// something unusable that must be freed again.
+    /// Reads an SHM_ALLOC answer as thread_optee_smc.c get_rpc_alloc_res does: a failure or
+    /// another param count or attr is no buffer; a contiguous TMEM must be one page-aligned
+    /// page at most (rpc_shm_mobj_alloc; the reserved area, where upstream takes any size, is
+    /// not backed here), a NONCONTIG one a valid page list. `Err(Some(cookie))` when the normal
+    /// world allocated something unusable that must be freed again.
     fn shm_from_answer(
         &mut self,
         mem: &dyn PhysMem,
         answer: &RpcAnswer,
+        kind: ShmType,
     ) -> Result<RpcShm, Option<u64>> {
         let param = match (answer.ret, answer.num_params, answer.params.first()) {
             (teec::SUCCESS, 1, Some(param)) => *param,
             _ => return Err(None),
         };
         let (pa, size, cookie) = (param.a, param.b, param.c);
-        let page = optee_abi::mem::PAGE_SIZE_U64;
         let buffer = if param.attr == attr::TMEM_OUTPUT {
-            if pa % page != 0 || size > page || !mem.contains(pa, size) {
+            if pa % PAGE_SIZE_U64 != 0 || size > PAGE_SIZE_U64 || !mem.contains(pa, size) {
+                warn!(pa, size, "contiguous SHM_ALLOC answer refused");
                 return Err(Some(cookie));
             }
             NwBuffer::new(Backing::Contig { pa }, size)
@@ -287,7 +312,7 @@ impl SecureWorld {
             return Err(None);
         };
         let charge = self.heap.alloc(MOBJ_BYTES).map_err(|_| Some(cookie))?;
-        Ok(RpcShm::new(cookie, buffer, charge))
+        Ok(RpcShm::new(cookie, buffer, kind, charge))
     }
 }
 

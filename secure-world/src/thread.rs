@@ -7,9 +7,11 @@
 
 use optee_abi::msg::{MsgArg, RawParam};
 
+use crate::buffer::NwBuffer;
+use crate::entry::Message;
 use crate::heap::HeapBlock;
 use crate::registry::RegId;
-use crate::ta::{ClientIdentity, SessionId, TaParams};
+use crate::ta::{ClientIdentity, SessionId, ShmType, TaParams};
 
 /// Why a thread is suspended: the RPC it is waiting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +110,10 @@ impl TaEntry {
 pub(crate) enum TaWait {
     Time,
     Suspend,
-    ShmAlloc,
+    ShmAlloc(ShmType),
     ShmFree,
-    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE; the TA then sees
-    /// the allocation fail.
+    /// An unusable SHM_ALLOC answer is being handed back with SHM_FREE, or an allocation was
+    /// refused before any RPC; the TA then sees the allocation fail.
     DiscardShm,
 }
 
@@ -160,9 +162,16 @@ impl RpcAnswer {
 /// A yielding call in progress on one thread.
 #[derive(Debug)]
 pub(crate) struct Job {
-    /// Where the message lives in normal-world RAM.
+    /// Where the message lives in normal-world RAM (CALL_WITH_ARG, CALL_WITH_RPC_ARG).
     pub arg_pa: u64,
-    pub arg: MsgArg,
+    /// Where the message lives inside a registered shm (CALL_WITH_REGD_ARG); when set, the
+    /// result is written back here instead of at `arg_pa`.
+    pub arg_buf: Option<NwBuffer>,
+    /// The normal world's RPC argument struct, right after the message (CALL_WITH_RPC_ARG,
+    /// CALL_WITH_REGD_ARG): RPC commands travel in it, never in an RPC ALLOC'd buffer, and
+    /// RPC CMD names no cookie (thread_optee_smc.c get_rpc_arg with a supplied `rpc_arg`).
+    pub rpc_arg: Option<NwBuffer>,
+    pub arg: Message,
     /// Heap used to map the message for the duration of the call.
     pub arg_charge: Option<HeapBlock>,
     pub stage: Stage,
@@ -183,9 +192,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub fn new(arg_pa: u64, arg: MsgArg, arg_charge: HeapBlock, interrupt: bool) -> Job {
+    pub fn new(arg_pa: u64, arg: Message, arg_charge: HeapBlock, interrupt: bool) -> Job {
         Job {
             arg_pa,
+            arg_buf: None,
+            rpc_arg: None,
             arg,
             arg_charge: Some(arg_charge),
             stage: Stage::Start,
@@ -211,6 +222,15 @@ impl Job {
 }
 
 /// One secure thread.
+///
+/// Upstream threads also keep a payload cache (`thread_rpc_shm_cache` in core/kernel/thread.c,
+/// cleared by `call_entry_std` in thread_optee_smc.c): payload buffers from RPC SHM_ALLOC, one per
+/// user (socket, REE FS, I2C, RPMB), reused and grown within one yielding call and handed back
+/// with SHM_FREE before that call returns. It never outlives a call that returns, so a normal
+/// world has nothing to drain for it at shutdown beyond letting its calls finish; only a thread
+/// left suspended (a crash) keeps its entries, until it is resumed and returns. No TA of this
+/// model uses those users, and every SHM_ALLOC a TA makes it frees before it completes, which is
+/// the same contract at the interface.
 #[derive(Debug)]
 pub(crate) struct SecureThread {
     pub state: ThreadState,

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use optee_abi::mem::PhysMem;
-use optee_abi::msg::MsgArg;
 use optee_abi::smc::{func, join_u32_pair, ret, Regs};
 use optee_abi::uuid::Uuid;
 use tracing::{debug, warn};
 
 use crate::config::Config;
+use crate::entry::Message;
 use crate::heap::{Heap, HeapBlock};
+use crate::notif::AsyncNotif;
 use crate::registry::{RegistrationInfo, ShmRegistry};
 use crate::ta::TrustedApp;
 use crate::ta::{
@@ -55,12 +56,18 @@ pub struct Stats {
     pub sessions: usize,
     pub heap_used: usize,
     pub heap_capacity: usize,
+    /// The most of the heap ever in use since boot or [`SecureWorld::reset_heap_peak`].
+    pub heap_peak: usize,
     pub threads_free: usize,
     pub threads_active: usize,
     pub threads_suspended: usize,
     pub cache_enabled: bool,
     /// RPC argument buffers held by free threads for the RPC shm cache.
     pub cached_buffers: usize,
+    /// Asynchronous notifications are started (4.x profile; OP-TEE keeps this across kexec).
+    pub notif_started: bool,
+    /// Asynchronous notification values raised and not yet read.
+    pub notif_pending: u32,
 }
 
 /// OP-TEE OS at the normal-world interface. Normal-world RAM is handed to every [`smc`] call
@@ -80,6 +87,8 @@ pub struct SecureWorld {
     pub(crate) next_session_id: SessionId,
     /// Yielding calls started, for the foreign-interrupt schedule.
     pub(crate) yielding_calls: u64,
+    /// Asynchronous notifications (4.x profile).
+    pub(crate) notif: AsyncNotif,
 }
 
 /// SplitMix64 step: spreads the boot nonce into the first session id.
@@ -106,6 +115,7 @@ impl SecureWorld {
             sessions: BTreeMap::new(),
             next_session_id: (mix(boot_nonce) as u32) | 1,
             yielding_calls: 0,
+            notif: AsyncNotif::default(),
             config,
         };
         world.add_ta(Box::new(DevicePta));
@@ -141,14 +151,37 @@ impl SecureWorld {
         if func::is_fast(id) {
             return self.fast_call(regs);
         }
+        let rpc_arg = self.config.profile.has_rpc_arg();
         match id {
             func::RETURN_FROM_RPC => self.return_from_rpc(mem, regs),
             func::CALL_WITH_ARG => self.call_with_arg(mem, join_u32_pair(regs[1], regs[2])),
+            func::CALL_WITH_RPC_ARG if rpc_arg => {
+                self.call_with_rpc_arg(mem, join_u32_pair(regs[1], regs[2]))
+            }
+            func::CALL_WITH_REGD_ARG if rpc_arg => {
+                self.call_with_regd_arg(mem, join_u32_pair(regs[1], regs[2]), regs[3] & 0xFFFF_FFFF)
+            }
             _ => self.unsupported_yielding_call(id),
         }
     }
 
-    /// A yielding call this model does not offer (RPC_ARG / REGD_ARG were not advertised):
+    /// The first free thread, as thread_alloc_and_run scans for one.
+    pub(crate) fn free_thread(&self) -> Option<usize> {
+        self.threads
+            .iter()
+            .position(|t| t.state == ThreadState::Free)
+    }
+
+    /// Counts a yielding call that got a thread; true when the foreign-interrupt schedule
+    /// interrupts it once before it runs.
+    pub(crate) fn next_call_interrupted(&mut self) -> bool {
+        self.yielding_calls += 1;
+        self.config
+            .foreign_intr_every
+            .is_some_and(|every| every > 0 && self.yielding_calls % u64::from(every) == 0)
+    }
+
+    /// A yielding call this profile does not offer (RPC_ARG / REGD_ARG under 3.14):
     /// like upstream, it takes a thread and the entry refuses it.
     fn unsupported_yielding_call(&mut self, id: u32) -> Regs {
         if !self.threads.iter().any(|t| t.state == ThreadState::Free) {
@@ -159,18 +192,10 @@ impl SecureWorld {
     }
 
     fn call_with_arg(&mut self, mem: &mut dyn PhysMem, arg_pa: u64) -> Regs {
-        let Some(tid) = self
-            .threads
-            .iter()
-            .position(|t| t.state == ThreadState::Free)
-        else {
+        let Some(tid) = self.free_thread() else {
             return reply(ret::ETHREAD_LIMIT);
         };
-        self.yielding_calls += 1;
-        let interrupt = self
-            .config
-            .foreign_intr_every
-            .is_some_and(|every| every > 0 && self.yielding_calls % u64::from(every) == 0);
+        let interrupt = self.next_call_interrupted();
         let (arg, charge) = match self.map_arg(&*mem, arg_pa) {
             Ok(mapped) => mapped,
             Err(code) => return reply(code),
@@ -182,13 +207,14 @@ impl SecureWorld {
     }
 
     /// Reads the message argument as upstream maps it: page-aligned normal-world RAM (the
-    /// static shm area is not backed here), at most `MAX_PARAMS` params, heap for the mapping.
-    fn map_arg(&mut self, mem: &dyn PhysMem, arg_pa: u64) -> Result<(MsgArg, HeapBlock), u32> {
+    /// static shm area is not backed here), at most OPTEE_MSG_MAX_NUM_PARAMS params, heap for
+    /// the mapping.
+    fn map_arg(&mut self, mem: &dyn PhysMem, arg_pa: u64) -> Result<(Message, HeapBlock), u32> {
         if arg_pa % optee_abi::mem::PAGE_SIZE_U64 != 0 {
             warn!(arg_pa, "message argument not page-aligned");
             return Err(ret::EBADADDR);
         }
-        let arg = MsgArg::read_from(mem, arg_pa).map_err(|err| {
+        let arg = Message::read_from(mem, arg_pa).map_err(|err| {
             warn!(arg_pa, %err, "bad message argument");
             ret::EBADADDR
         })?;
@@ -222,7 +248,7 @@ impl SecureWorld {
     }
 
     /// Machine reset: the secure world restarts with the SoC. Threads, registrations,
-    /// sessions and the RPC cache are gone; TAs drop their volatile state (NV stays): for the
+    /// sessions, the RPC cache and the notification state are gone; TAs drop their volatile state (NV stays): for the
     /// fTPM, `unload` is a TPM power cycle.
     pub fn reset(&mut self) {
         for thread in &mut self.threads {
@@ -233,6 +259,7 @@ impl SecureWorld {
         self.cache_enabled = false;
         self.heap.reset();
         self.yielding_calls = 0;
+        self.notif = AsyncNotif::default();
         for slot in &mut self.tas {
             slot.busy_by = None;
             slot.app.unload();
@@ -253,6 +280,11 @@ impl SecureWorld {
                 })
                 .collect(),
         }
+    }
+
+    /// Starts measuring the heap's peak use again from now (for tests and benchmarks).
+    pub fn reset_heap_peak(&mut self) {
+        self.heap.reset_peak();
     }
 
     /// The core heap.
@@ -286,6 +318,7 @@ impl SecureWorld {
             sessions: self.sessions.len(),
             heap_used: self.heap.used,
             heap_capacity: self.heap.capacity,
+            heap_peak: self.heap.peak,
             threads_free: view.free(),
             threads_active: view.active(),
             threads_suspended: view.suspended(),
@@ -295,6 +328,8 @@ impl SecureWorld {
                 .iter()
                 .filter(|t| t.state == ThreadState::Free && t.rpc_arg.is_some())
                 .count(),
+            notif_started: self.async_notif().started,
+            notif_pending: self.async_notif().pending.count_ones(),
         }
     }
 

@@ -30,8 +30,10 @@ fn identification_calls_match_optee() {
     assert_eq!(threads[..2], [u64::from(ret::OK), 2]);
 }
 
+/// core/arch/arm/tee/entry_fast.c tee_entry_exchange_capabilities as built by 3.14's defaults
+/// (CFG_CORE_RESERVED_SHM=y, CFG_CORE_DYN_SHM=y): never UNREGISTERED_SHM.
 #[test]
-fn capabilities_are_dynamic_shm_without_reserved_area() {
+fn capabilities_are_those_3_14_reports() {
     let (mut sw, mut nw) = setup();
     let caps = fast_call(
         &mut sw,
@@ -42,7 +44,7 @@ fn capabilities_are_dynamic_shm_without_reserved_area() {
     assert_eq!(caps[0], u64::from(ret::OK));
     assert_eq!(
         caps[1],
-        sec_cap::DYNAMIC_SHM | sec_cap::UNREGISTERED_SHM | sec_cap::MEMREF_NULL
+        sec_cap::HAVE_RESERVED_SHM | sec_cap::DYNAMIC_SHM | sec_cap::MEMREF_NULL
     );
     // A normal-world capability OP-TEE does not know is refused.
     let unknown = fast_call(&mut sw, &mut nw.ram, func::EXCHANGE_CAPABILITIES, 1 << 5);
@@ -113,11 +115,12 @@ fn bad_message_addresses_are_ebadaddr() {
         call(&mut sw, &mut nw.ram, config.ram_base + config.ram_size),
         ebadaddr
     );
-    assert_eq!(call(&mut sw, &mut nw.ram, config.static_shm_base), ebadaddr);
-    // num_params over the maximum.
+    let reserved = config.reserved_shm.unwrap().base;
+    assert_eq!(call(&mut sw, &mut nw.ram, reserved), ebadaddr);
+    // num_params over OPTEE_MSG_MAX_NUM_PARAMS (thread_optee_smc.c map_cmd_buffer).
     let page = nw.alloc_frame();
     let mut header = [0u8; 32];
-    header[28..32].copy_from_slice(&7u32.to_le_bytes());
+    header[28..32].copy_from_slice(&128u32.to_le_bytes());
     use optee_abi::mem::PhysMem;
     nw.ram.write(page, &header).unwrap();
     assert_eq!(call(&mut sw, &mut nw.ram, page), ebadaddr);

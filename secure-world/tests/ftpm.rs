@@ -283,10 +283,26 @@ fn emulate_ppi_bad_sizes_bad_types_and_unknown_funcs_are_refused_without_rpc() {
         submit_with_room(&mut sw, &mut nw, &client, &get_random(8), 0).0,
         teec::ERROR_BAD_PARAMETERS
     );
+    // 4097 bytes at 4096 run past the 8 KiB registration: the core refuses the RMEM before the
+    // TA sees it (entry_std.c set_rmem_param).
     assert_eq!(
         submit_with_room(&mut sw, &mut nw, &client, &get_random(8), 4097).0,
-        teec::ERROR_BAD_PARAMETERS
+        teec::ERROR_SECURITY
     );
+    // Within a larger registration the core passes a 4097-byte p1, and the TA refuses it.
+    let (code, big) = nw.register(&mut sw, 0x7f, 0, 3 * 4096).unwrap();
+    assert_eq!(code, teec::SUCCESS);
+    nw.ram.write(big[0], &get_random(8)).unwrap();
+    let oversized = [
+        memref(Direction::In, 0x7f, 0, get_random(8).len() as u64),
+        memref(Direction::InOut, 0x7f, 4096, 4097),
+        Param::None,
+        Param::None,
+    ];
+    let arg = nw
+        .invoke(&mut sw, client.session, SUBMIT_COMMAND, &oversized)
+        .unwrap();
+    assert_eq!(arg.ret, teec::ERROR_BAD_PARAMETERS);
     // p1 input-only instead of in/out.
     let params = [
         memref(Direction::In, client.cookie, 0, 12),

@@ -78,7 +78,8 @@ fn pages_outside_normal_world_ram_are_refused() {
     let list = nw.alloc_frame();
     let good = nw.alloc_frame();
     let outside = config.ram_base + config.ram_size;
-    for bad_page in [outside, config.ram_base - 4096, config.static_shm_base] {
+    let reserved = config.reserved_shm.unwrap().base;
+    for bad_page in [outside, config.ram_base - 4096, reserved] {
         nw.ram.write_u64(list, good).unwrap();
         nw.ram.write_u64(list + 8, bad_page).unwrap();
         let arg = register_raw(&mut sw, &mut nw, &[tmem_noncontig(list, 8192, 1)]);

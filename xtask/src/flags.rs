@@ -8,6 +8,8 @@ commands:
                   its seed-bugs run (--soak sets TEESYS_SOAK=1)
   tidy            repository rules only
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
+  redox           type-check (check, clippy) the Redox daemons for x86_64- and aarch64-unknown-redox
+  check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
   qemu [--kexecs N] [--seed-bugs | --seed-only]
@@ -20,6 +22,8 @@ pub enum Command {
     Test { soak: bool },
     Tidy,
     Cross,
+    Redox,
+    CheckSel4,
     Demo { args: Vec<String> },
     Bench,
     Qemu(crate::qemu::QemuArgs),
@@ -50,6 +54,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }),
         "tidy" => no_extra_args(Command::Tidy),
         "cross" => no_extra_args(Command::Cross),
+        "redox" => no_extra_args(Command::Redox),
+        "check-sel4" => no_extra_args(Command::CheckSel4),
         "bench" => no_extra_args(Command::Bench),
         "qemu" => parse_qemu(rest).map(Command::Qemu),
         other => Err(format!("unknown command `{other}`")),
@@ -100,6 +106,8 @@ mod tests {
         );
         assert_eq!(parse_words(&["tidy"]).unwrap(), Command::Tidy);
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
+        assert_eq!(parse_words(&["redox"]).unwrap(), Command::Redox);
+        assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
         assert_eq!(
             parse_words(&["qemu"]).unwrap(),

@@ -1,14 +1,17 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu [--kexecs N]`, `tidy`.
+//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench`,
+//! `qemu [--kexecs N]`, `tidy`.
 
 mod cross;
 mod flags;
 mod metadata;
 mod prereq;
 mod qemu;
+mod redox;
 mod run;
+mod sel4;
 mod test_cmd;
 mod tidy;
 
@@ -38,6 +41,8 @@ fn main() -> ExitCode {
         Command::Test { soak } => test_cmd::run(&root, soak),
         Command::Tidy => tidy::run(&root),
         Command::Cross => cross::run(&root),
+        Command::Redox => redox::run(&root),
+        Command::CheckSel4 => sel4::check(&root),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
         // Its own prerequisites (QEMU, the cross tools) come with it; the stack's too.

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::run::{cargo, CommandExt};
-use crate::{cross, prereq, qemu, tidy};
+use crate::{cross, prereq, qemu, redox, sel4, tidy};
 
 /// Environment variable that tests read to decide whether to run their long soaks.
 pub const SOAK_ENV: &str = "TEESYS_SOAK";
@@ -59,6 +59,16 @@ const STEPS: &[Step] = &[
         // Compile-only and quick once warm, so a board-only break shows before the long tests.
         name: "cross",
         run: |root, _| cross::run(root),
+    },
+    Step {
+        // Types only, for both Redox targets: relibc and Redox's toolchain are not here.
+        name: "redox",
+        run: |root, _| redox::run(root),
+    },
+    Step {
+        // Opt-in: says it skipped, and why, unless SEL4_PREFIX and RUST_SEL4 are given.
+        name: "sel4",
+        run: |root, _| sel4::test_step(root),
     },
     Step {
         name: "test",
@@ -118,6 +128,8 @@ mod tests {
                 "clippy",
                 "build",
                 "cross",
+                "redox",
+                "sel4",
                 "test",
                 "qemu"
             ]

@@ -7,7 +7,7 @@
 
 use heapless::Vec;
 
-use crate::mem::PhysMem;
+use crate::mem::{PhysMem, PAGE_SIZE};
 use crate::AbiError;
 
 /// Param attribute values.
@@ -64,8 +64,13 @@ pub mod rpc_cmd {
 pub const ARG_HEADER_SIZE: usize = 32;
 /// Size of one `optee_msg_param`.
 pub const PARAM_SIZE: usize = 32;
-/// Params one message may carry: Linux's cap (`TEE_NUM_PARAMS` 4 plus two META params).
-pub const MAX_PARAMS: usize = 6;
+/// Params Linux puts in one message (`TEE_NUM_PARAMS` 4 plus OPEN_SESSION's two META params):
+/// what a [`MsgArg`] holds, and all that teed and its clients ever build.
+pub const LINUX_MAX_PARAMS: usize = 6;
+/// Params a message may carry at the ABI level: as many as fit one 4 KiB page after the header,
+/// (4096 - 32) / 32 = 127 (`OPTEE_MSG_MAX_NUM_PARAMS`, optee_msg.h). The secure world accepts
+/// this many (core/arch/arm/kernel/thread_optee_smc.c); read such messages with [`MsgView`].
+pub const MSG_MAX_NUM_PARAMS: usize = (PAGE_SIZE - ARG_HEADER_SIZE) / PARAM_SIZE;
 
 /// Bytes of an `optee_msg_arg` with `num_params` params.
 pub const fn arg_size(num_params: usize) -> usize {
@@ -142,7 +147,9 @@ pub struct RawParam {
 }
 
 impl RawParam {
-    /// Interprets the raw words by their attribute.
+    /// Interprets the raw words by their attribute, strictly: a bit beyond the type, META and
+    /// NONCONTIG, or a flag on a type that takes none, is an error. This is how a normal world
+    /// reads back what it built; the secure world's reading is [`RawParam::decode_masked`].
     pub fn decode_typed(&self) -> Result<Param, AbiError> {
         let meta = self.attr & attr::META != 0;
         let noncontig = self.attr & attr::NONCONTIG != 0;
@@ -181,6 +188,31 @@ impl RawParam {
             }),
             _ => Err(AbiError::BadAttr(self.attr)),
         }
+    }
+
+    /// Interprets the raw words as OP-TEE does when it copies a param in (core/tee/entry_std.c
+    /// copy_in_params): META is refused, the type is `attr & TYPE_MASK`, NONCONTIG counts for a
+    /// TMEM only, and every other bit (the cache attributes at bit 16, anything unknown) is
+    /// ignored. The result never has `meta` set.
+    pub fn decode_masked(&self) -> Result<Param, AbiError> {
+        if self.attr & attr::META != 0 {
+            return Err(AbiError::BadAttr(self.attr));
+        }
+        let ty = self.attr & attr::TYPE_MASK;
+        let noncontig = ty >= attr::TMEM_INPUT && self.attr & attr::NONCONTIG != 0;
+        RawParam {
+            attr: ty | if noncontig { attr::NONCONTIG } else { 0 },
+            ..*self
+        }
+        .decode_typed()
+        .map_err(|_| AbiError::BadAttr(self.attr))
+    }
+
+    /// The param in its 32 bytes.
+    pub fn to_bytes(&self) -> [u8; PARAM_SIZE] {
+        let mut out = [0u8; PARAM_SIZE];
+        self.write(&mut out);
+        out
     }
 
     fn read(bytes: &[u8]) -> RawParam {
@@ -241,6 +273,111 @@ impl From<Param> for RawParam {
     }
 }
 
+/// The 32-byte `optee_msg_arg` header, params aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MsgHeader {
+    pub cmd: u32,
+    pub func: u32,
+    pub session: u32,
+    pub cancel_id: u32,
+    pub ret: u32,
+    pub ret_origin: u32,
+    pub num_params: u32,
+}
+
+impl MsgHeader {
+    /// Reads a header; fails only on fewer than [`ARG_HEADER_SIZE`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<MsgHeader, AbiError> {
+        if bytes.len() < ARG_HEADER_SIZE {
+            return Err(AbiError::Truncated {
+                needed: ARG_HEADER_SIZE,
+                have: bytes.len(),
+            });
+        }
+        Ok(MsgHeader {
+            cmd: le32(bytes, 0),
+            func: le32(bytes, 4),
+            session: le32(bytes, 8),
+            cancel_id: le32(bytes, 12),
+            ret: le32(bytes, 20),
+            ret_origin: le32(bytes, 24),
+            num_params: le32(bytes, 28),
+        })
+    }
+
+    /// The header in its 32 bytes (the pad word zero).
+    pub fn to_bytes(&self) -> [u8; ARG_HEADER_SIZE] {
+        let words = [
+            self.cmd,
+            self.func,
+            self.session,
+            self.cancel_id,
+            0,
+            self.ret,
+            self.ret_origin,
+            self.num_params,
+        ];
+        let mut out = [0u8; ARG_HEADER_SIZE];
+        for (i, word) in words.iter().enumerate() {
+            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// A message checked in place and decoded lazily: the header at once, each param when asked.
+/// It borrows the bytes and holds no params itself, so a side that accepts up to
+/// [`MSG_MAX_NUM_PARAMS`] never builds a 4 KiB value to read one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgView<'a> {
+    header: MsgHeader,
+    /// Exactly `header.num_params` params.
+    params: &'a [u8],
+}
+
+impl<'a> MsgView<'a> {
+    /// Checks `bytes` as a message of at most `max_params` params: truncation and the param
+    /// count fail, anything else is left to whoever reads the params.
+    pub fn new(bytes: &'a [u8], max_params: usize) -> Result<MsgView<'a>, AbiError> {
+        let header = MsgHeader::decode(bytes)?;
+        if header.num_params as usize > max_params {
+            return Err(AbiError::TooManyParams {
+                count: header.num_params,
+                max: max_params,
+            });
+        }
+        let needed = arg_size(header.num_params as usize);
+        let params = bytes
+            .get(ARG_HEADER_SIZE..needed)
+            .ok_or(AbiError::Truncated {
+                needed,
+                have: bytes.len(),
+            })?;
+        Ok(MsgView { header, params })
+    }
+
+    /// The header.
+    pub fn header(&self) -> MsgHeader {
+        self.header
+    }
+
+    /// Params the message carries.
+    pub fn num_params(&self) -> usize {
+        self.params.len() / PARAM_SIZE
+    }
+
+    /// Param `index`, decoded now; `None` beyond the last.
+    pub fn param(&self, index: usize) -> Option<RawParam> {
+        let at = index.checked_mul(PARAM_SIZE)?;
+        self.params.get(at..at + PARAM_SIZE).map(RawParam::read)
+    }
+
+    /// Every param in order, each decoded as it is reached.
+    pub fn params(&self) -> impl ExactSizeIterator<Item = RawParam> + 'a {
+        self.params.chunks_exact(PARAM_SIZE).map(RawParam::read)
+    }
+}
+
 /// An `optee_msg_arg` with its params.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MsgArg {
@@ -250,7 +387,7 @@ pub struct MsgArg {
     pub cancel_id: u32,
     pub ret: u32,
     pub ret_origin: u32,
-    pub params: Vec<RawParam, MAX_PARAMS>,
+    pub params: Vec<RawParam, LINUX_MAX_PARAMS>,
 }
 
 impl MsgArg {
@@ -302,19 +439,32 @@ impl MsgArg {
     /// A message for `cmd` with one param.
     fn with_param(cmd: u32, param: Param) -> MsgArg {
         let mut arg = MsgArg::new(cmd);
-        // Cannot fail: one param is within MAX_PARAMS.
+        // Cannot fail: one param is within LINUX_MAX_PARAMS.
         let _ = arg.push(param);
         arg
     }
 
-    /// Appends a param, failing when the message already holds [`MAX_PARAMS`].
+    /// Appends a param, failing when the message already holds [`LINUX_MAX_PARAMS`].
     pub fn push(&mut self, param: impl Into<RawParam>) -> Result<(), AbiError> {
         self.params
             .push(param.into())
             .map_err(|_| AbiError::TooManyParams {
-                count: MAX_PARAMS as u32 + 1,
-                max: MAX_PARAMS,
+                count: LINUX_MAX_PARAMS as u32 + 1,
+                max: LINUX_MAX_PARAMS,
             })
+    }
+
+    /// The header of this message.
+    pub fn header(&self) -> MsgHeader {
+        MsgHeader {
+            cmd: self.cmd,
+            func: self.func,
+            session: self.session,
+            cancel_id: self.cancel_id,
+            ret: self.ret,
+            ret_origin: self.ret_origin,
+            num_params: self.params.len() as u32,
+        }
     }
 
     /// Bytes this message occupies.
@@ -324,43 +474,25 @@ impl MsgArg {
 
     /// Reads `num_params` from a header without decoding the rest.
     pub fn peek_num_params(bytes: &[u8]) -> Result<u32, AbiError> {
-        if bytes.len() < ARG_HEADER_SIZE {
-            return Err(AbiError::Truncated {
-                needed: ARG_HEADER_SIZE,
-                have: bytes.len(),
-            });
-        }
-        Ok(le32(bytes, 28))
+        Ok(MsgHeader::decode(bytes)?.num_params)
     }
 
-    /// Decodes a message; fails on truncation or more than [`MAX_PARAMS`] params.
+    /// Decodes a message; fails on truncation or more than [`LINUX_MAX_PARAMS`] params.
     pub fn decode(bytes: &[u8]) -> Result<MsgArg, AbiError> {
-        let num_params = MsgArg::peek_num_params(bytes)?;
-        if num_params as usize > MAX_PARAMS {
-            return Err(AbiError::TooManyParams {
-                count: num_params,
-                max: MAX_PARAMS,
-            });
-        }
-        let needed = arg_size(num_params as usize);
-        if bytes.len() < needed {
-            return Err(AbiError::Truncated {
-                needed,
-                have: bytes.len(),
-            });
-        }
+        let view = MsgView::new(bytes, LINUX_MAX_PARAMS)?;
+        let header = view.header();
         let mut params = Vec::new();
-        for chunk in bytes[ARG_HEADER_SIZE..needed].chunks_exact(PARAM_SIZE) {
-            // Cannot overflow: num_params <= MAX_PARAMS was checked above.
-            let _ = params.push(RawParam::read(chunk));
+        for param in view.params() {
+            // Cannot overflow: MsgView checked num_params <= LINUX_MAX_PARAMS.
+            let _ = params.push(param);
         }
         Ok(MsgArg {
-            cmd: le32(bytes, 0),
-            func: le32(bytes, 4),
-            session: le32(bytes, 8),
-            cancel_id: le32(bytes, 12),
-            ret: le32(bytes, 20),
-            ret_origin: le32(bytes, 24),
+            cmd: header.cmd,
+            func: header.func,
+            session: header.session,
+            cancel_id: header.cancel_id,
+            ret: header.ret,
+            ret_origin: header.ret_origin,
             params,
         })
     }
@@ -374,19 +506,7 @@ impl MsgArg {
                 have: out.len(),
             });
         }
-        let header: [u32; 8] = [
-            self.cmd,
-            self.func,
-            self.session,
-            self.cancel_id,
-            0,
-            self.ret,
-            self.ret_origin,
-            self.params.len() as u32,
-        ];
-        for (i, word) in header.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
-        }
+        out[..ARG_HEADER_SIZE].copy_from_slice(&self.header().to_bytes());
         for (i, p) in self.params.iter().enumerate() {
             let at = ARG_HEADER_SIZE + i * PARAM_SIZE;
             p.write(&mut out[at..at + PARAM_SIZE]);
@@ -396,13 +516,13 @@ impl MsgArg {
 
     /// Reads a message from normal-world memory at `pa`.
     pub fn read_from(mem: &(impl PhysMem + ?Sized), pa: u64) -> Result<MsgArg, AbiError> {
-        let mut buf = [0u8; arg_size(MAX_PARAMS)];
+        let mut buf = [0u8; arg_size(LINUX_MAX_PARAMS)];
         mem.read(pa, &mut buf[..ARG_HEADER_SIZE])?;
         let num_params = MsgArg::peek_num_params(&buf)?;
-        if num_params as usize > MAX_PARAMS {
+        if num_params as usize > LINUX_MAX_PARAMS {
             return Err(AbiError::TooManyParams {
                 count: num_params,
-                max: MAX_PARAMS,
+                max: LINUX_MAX_PARAMS,
             });
         }
         let len = arg_size(num_params as usize);
@@ -412,7 +532,7 @@ impl MsgArg {
 
     /// Writes this message to normal-world memory at `pa`.
     pub fn write_to(&self, mem: &mut (impl PhysMem + ?Sized), pa: u64) -> Result<(), AbiError> {
-        let mut buf = [0u8; arg_size(MAX_PARAMS)];
+        let mut buf = [0u8; arg_size(LINUX_MAX_PARAMS)];
         let len = self.encode(&mut buf)?;
         mem.write(pa, &buf[..len])?;
         Ok(())
@@ -437,8 +557,8 @@ mod tests {
     use super::*;
 
     /// Encodes `arg` and returns its bytes.
-    fn encoded(arg: &MsgArg) -> [u8; arg_size(MAX_PARAMS)] {
-        let mut bytes = [0u8; arg_size(MAX_PARAMS)];
+    fn encoded(arg: &MsgArg) -> [u8; arg_size(LINUX_MAX_PARAMS)] {
+        let mut bytes = [0u8; arg_size(LINUX_MAX_PARAMS)];
         arg.encode(&mut bytes).unwrap();
         bytes
     }

@@ -34,9 +34,16 @@ pub mod func {
     pub const VM_DESTROYED: u32 = 0xB200_000E;
     /// Fast call: number of secure threads.
     pub const GET_THREAD_COUNT: u32 = 0xB200_000F;
-    /// Yielding, Linux 5.19+: call with the argument in the RPC argument area.
+    /// Fast call, with SEC_CAP_ASYNC_NOTIF: the normal world takes asynchronous notifications.
+    pub const ENABLE_ASYNC_NOTIF: u32 = 0xB200_0010;
+    /// Fast call, with SEC_CAP_ASYNC_NOTIF: one pending notification value (a1) and flags (a2,
+    /// [`super::async_notif`]).
+    pub const GET_ASYNC_NOTIF_VALUE: u32 = 0xB200_0011;
+    /// Yielding, with SEC_CAP_RPC_ARG: like CALL_WITH_ARG (a1:a2 = physical address), the RPC
+    /// argument struct following the call's own in the same buffer.
     pub const CALL_WITH_RPC_ARG: u32 = 0x3200_0012;
-    /// Yielding, Linux 5.19+: call with the argument in a registered shm.
+    /// Yielding, with SEC_CAP_RPC_ARG: a1:a2 = cookie of a registered shm, a3 = offset of the
+    /// argument in it; the RPC argument struct follows the call's own.
     pub const CALL_WITH_REGD_ARG: u32 = 0x3200_0013;
 
     /// True for a fast call (bit 31 set): it never yields and never needs a secure thread.
@@ -85,6 +92,17 @@ pub mod sec_cap {
     pub const MEMREF_NULL: u64 = 1 << 4;
     pub const ASYNC_NOTIF: u64 = 1 << 5;
     pub const RPC_ARG: u64 = 1 << 6;
+}
+
+/// GET_ASYNC_NOTIF_VALUE's answer (optee_smc.h): a2 flags, and the value that asks for a
+/// DO_BOTTOM_HALF yielding call.
+pub mod async_notif {
+    /// a1 holds a value.
+    pub const VALID: u64 = 1 << 0;
+    /// More values are pending: ask again.
+    pub const PENDING: u64 = 1 << 1;
+    /// The value asking the normal world to enter OPTEE_MSG_CMD_DO_BOTTOM_HALF.
+    pub const VALUE_DO_BOTTOM_HALF: u64 = 0;
 }
 
 /// Capability bits the normal world offers in EXCHANGE_CAPABILITIES.

@@ -14,6 +14,10 @@ pub const ERROR_BUSY: u32 = 0xFFFF_000D;
 pub const ERROR_COMMUNICATION: u32 = 0xFFFF_000E;
 pub const ERROR_SHORT_BUFFER: u32 = 0xFFFF_0010;
 pub const ERROR_TARGET_DEAD: u32 = 0xFFFF_3024;
+/// `TEE_ERROR_SECURITY` of the GP internal API (tee_api_defines.h): OP-TEE answers it for a
+/// memref beyond its registration (core/tee/entry_std.c set_rmem_param) and the client sees it
+/// unchanged.
+pub const ERROR_SECURITY: u32 = 0xFFFF_000F;
 
 /// Where a result came from (`ret_origin`).
 pub mod origin {
@@ -67,6 +71,7 @@ pub const fn result_name(code: u32) -> &'static str {
         ERROR_COMMUNICATION => "COMMUNICATION",
         ERROR_SHORT_BUFFER => "SHORT_BUFFER",
         ERROR_TARGET_DEAD => "TARGET_DEAD",
+        ERROR_SECURITY => "SECURITY",
         _ => "UNKNOWN",
     }
 }

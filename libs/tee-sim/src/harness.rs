@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use optee_abi::uuid::Uuid;
-use secure_world::{Config as SecureConfig, SecureWorld};
+use secure_world::{Config as SecureConfig, Profile, SecureWorld};
 use tee_proto::grants::TeedGrants;
 use tee_proto::lifecycle::ClientWindows;
 use tee_proto::lifecycle::{
@@ -77,6 +77,23 @@ pub struct TeedHarness {
     pub unanswered: Vec<teed::SmcToken>,
 }
 
+/// Where the message of a yielding call that starts with `regs` lies: at a1:a2, or at a3 into
+/// teed's registered argument pages (`arg_pages`: cookie, first page, bytes) for
+/// CALL_WITH_REGD_ARG. `None` for any other SMC.
+pub fn message_pa(regs: &optee_abi::smc::Regs, arg_pages: Option<(u64, u64, u64)>) -> Option<u64> {
+    use optee_abi::smc::{func, join_u32_pair};
+    match regs[0] as u32 {
+        func::CALL_WITH_ARG | func::CALL_WITH_RPC_ARG => Some(join_u32_pair(regs[1], regs[2])),
+        func::CALL_WITH_REGD_ARG => {
+            let (cookie, pa, bytes) = arg_pages?;
+            let offset = regs[3] & 0xFFFF_FFFF;
+            let named = join_u32_pair(regs[1], regs[2]) == cookie && offset < bytes;
+            named.then_some(pa + offset)
+        }
+        _ => None,
+    }
+}
+
 /// Step bound for one `run`.
 pub const MAX_STEPS: usize = 200_000;
 
@@ -107,9 +124,19 @@ impl TeedHarness {
     /// mid-call: a foreign interrupt arrives in each of two calls a bnxtd client (`client`) made,
     /// and the teed that made them is replaced by a new, not yet booted one with `next`.
     pub fn with_threads_left_suspended(client: ClientId, next: TeedConfig) -> TeedHarness {
+        TeedHarness::with_threads_left_suspended_on(client, next, Profile::Optee3_14)
+    }
+
+    /// [`TeedHarness::with_threads_left_suspended`] with the secure world answering as
+    /// `profile`.
+    pub fn with_threads_left_suspended_on(
+        client: ClientId,
+        next: TeedConfig,
+        profile: Profile,
+    ) -> TeedHarness {
         let secure = SecureConfig {
             foreign_intr_every: Some(1),
-            ..SecureConfig::default()
+            ..SecureConfig::for_profile(profile)
         };
         let mut h = TeedHarness::new(TeedConfig::new(), secure);
         h.connect(client, ServerKind::Bnxtd);
@@ -389,8 +416,8 @@ impl TeedHarness {
         use optee_abi::msg::{cmd, MsgArg};
         use optee_abi::smc::{func, join_u32_pair};
         let function = regs[0] as u32;
-        if function == func::CALL_WITH_ARG {
-            let arg = MsgArg::read_from(&self.ram, join_u32_pair(regs[1], regs[2])).ok();
+        if let Some(arg_pa) = message_pa(regs, self.teed.arg_pages()) {
+            let arg = MsgArg::read_from(&self.ram, arg_pa).ok();
             if let Some(arg) = arg.filter(|a| a.cmd == cmd::REGISTER_SHM) {
                 self.cookies_seen.extend(arg.params.first().map(|p| p.c));
             }

@@ -1,23 +1,27 @@
 //! Beyond Linux: the lifecycle journal. A normal world that crashed with no shutdown IPC, then
 //! came back by kexec from the crash kernel (no machine reset), or a teed killed between any two
 //! steps, leaves nothing behind in the secure world, and the single-session fTPM opens again.
+//!
+//! Run against both OP-TEE profiles of the model: against 4.x the journal also covers teed's
+//! registered argument pages (a teed killed while registering them included).
 #![allow(clippy::unwrap_used)]
 
+use secure_world::Profile;
 use tee_proto::lifecycle::ServerKind;
 use tee_sim::{Sim, SimConfig};
 use teed::Hardening;
 use teesys_init::StartOutcome;
 
-fn config(hardening: Hardening) -> SimConfig {
-    let mut cfg = SimConfig::new(42);
+fn config(hardening: Hardening, profile: Profile) -> SimConfig {
+    let mut cfg = SimConfig::for_profile(42, profile);
     cfg.teed.hardening = hardening;
     cfg.expect_fixed = hardening == Hardening::default();
     cfg
 }
 
 /// Crash mid-traffic with no shutdown IPC, boot the crash kernel, kexec back.
-fn crash_then_kexec_back(hardening: Hardening) -> Sim {
-    let mut sim = Sim::scripted(config(hardening));
+fn crash_then_kexec_back(hardening: Hardening, profile: Profile) -> Sim {
+    let mut sim = Sim::scripted(config(hardening, profile));
     sim.power_on().unwrap();
     assert_eq!(sim.outcome(ServerKind::Tpmd), Some(StartOutcome::Ready));
     sim.traffic(3).unwrap();
@@ -39,7 +43,13 @@ fn crash_then_kexec_back(hardening: Hardening) -> Sim {
 
 #[test]
 fn linux_cannot_recover_from_a_crash_without_shutdown() {
-    let sim = crash_then_kexec_back(Hardening::LINUX);
+    for profile in Profile::ALL {
+        linux_stays_locked_out(profile);
+    }
+}
+
+fn linux_stays_locked_out(profile: Profile) {
+    let sim = crash_then_kexec_back(Hardening::LINUX, profile);
     // The fTPM session the crashed world left open locks tpmd out; the stale registrations stay.
     assert_ne!(sim.outcome(ServerKind::Tpmd), Some(StartOutcome::Ready));
     let stats = sim.secure.stats();
@@ -48,7 +58,13 @@ fn linux_cannot_recover_from_a_crash_without_shutdown() {
 
 #[test]
 fn the_journal_reclaims_everything_a_crash_left() {
-    let mut sim = crash_then_kexec_back(Hardening::default());
+    for profile in Profile::ALL {
+        reclaims_everything(profile);
+    }
+}
+
+fn reclaims_everything(profile: Profile) {
+    let mut sim = crash_then_kexec_back(Hardening::default(), profile);
     assert_eq!(
         sim.outcome(ServerKind::Tpmd),
         Some(StartOutcome::Ready),
@@ -57,8 +73,15 @@ fn the_journal_reclaims_everything_a_crash_left() {
     let teed = sim.teed().unwrap();
     assert!(teed.stats().reclaimed_registrations >= 2 && teed.stats().reclaimed_sessions >= 2);
     // What the secure world holds now is exactly this boot's: one buffer and one session each.
+    // (Against 4.x, with this boot's argument pages and nothing of the crashed boot's.)
+    let own = usize::from(profile == Profile::Optee4x);
+    assert_eq!(own, usize::from(sim.teed().unwrap().arg_pages().is_some()));
     let stats = sim.secure.stats();
-    assert_eq!((stats.registrations, stats.sessions), (2, 2));
+    assert_eq!(
+        (stats.registrations, stats.sessions),
+        (2 + own, 2),
+        "{profile}"
+    );
     sim.traffic(3).unwrap();
     sim.kexec().unwrap();
     let left = &sim.transitions().last().unwrap().secure;
@@ -73,8 +96,14 @@ fn the_journal_reclaims_everything_a_crash_left() {
 /// nothing. The invariant checker also runs after every step.
 #[test]
 fn a_teed_killed_between_any_two_steps_leaves_nothing_behind() {
+    for profile in Profile::ALL {
+        killed_anywhere(profile);
+    }
+}
+
+fn killed_anywhere(profile: Profile) {
     for k in 0..120 {
-        let mut sim = Sim::scripted(config(Hardening::default()));
+        let mut sim = Sim::scripted(config(Hardening::default(), profile));
         sim.power_on().unwrap();
         if k % 2 == 0 {
             sim.traffic_steps(k / 2).unwrap();
@@ -86,14 +115,14 @@ fn a_teed_killed_between_any_two_steps_leaves_nothing_behind() {
         assert_eq!(
             sim.outcome(ServerKind::Tpmd),
             Some(StartOutcome::Ready),
-            "k={k}"
+            "{profile} k={k}"
         );
         sim.kexec().unwrap();
         let left = &sim.transitions().last().unwrap().secure;
         assert_eq!(
             (left.registrations, left.sessions, left.cached_buffers),
             (0, 0, 0),
-            "k={k}"
+            "{profile} k={k}"
         );
         assert_eq!(left.threads_suspended, 0, "k={k}");
     }

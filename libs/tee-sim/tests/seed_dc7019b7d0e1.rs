@@ -3,17 +3,21 @@
 //! Before it, a driver that needed a registered multi-page buffer had to ask for a dma-buf
 //! backed one, whose release runs only when the task returns to user mode. The task doing
 //! kexec never does, so even a driver *with* a shutdown hook left its registration behind.
+//!
+//! Run against both OP-TEE profiles of the model: against 4.x teed also registers its argument
+//! pages at probe and unregisters them at shutdown, which changes none of this.
 #![allow(clippy::unwrap_used)]
 
 use optee_abi::teec;
+use secure_world::Profile;
 use tee_proto::lifecycle::ServerKind;
 use tee_proto::WireError;
 use tee_sim::{Sim, SimConfig};
 use teed::Hardening;
 use teesys_init::StartOutcome;
 
-fn config(no_kernel_buf: bool) -> SimConfig {
-    let mut cfg = SimConfig::new(7019);
+fn config(no_kernel_buf: bool, profile: Profile) -> SimConfig {
+    let mut cfg = SimConfig::for_profile(7019, profile);
     cfg.teed.hardening = Hardening::LINUX;
     cfg.teed.seed_bugs.no_kernel_buf = no_kernel_buf;
     cfg.expect_fixed = false;
@@ -57,7 +61,13 @@ fn ready() -> AfterKexec {
 /// registered) and bnxtd does not come up. tpmd's small buffer still fits.
 #[test]
 fn seed_dc7019b7d0e1_dma_buf_release_never_runs_before_kexec() {
-    let mut sim = Sim::scripted(config(true));
+    for profile in Profile::ALL {
+        release_never_runs(profile);
+    }
+}
+
+fn release_never_runs(profile: Profile) {
+    let mut sim = Sim::scripted(config(true, profile));
     let boots = kexecs(&mut sim, 4);
     // bnxtd's shutdown hook freed its buffer and acked; the unregister was only queued.
     let left = &sim.transitions()[0].secure;
@@ -97,30 +107,34 @@ fn seed_dc7019b7d0e1_dma_buf_release_never_runs_before_kexec() {
 
 #[test]
 fn seed_dc7019b7d0e1_kernel_buffers_unregister_before_the_ack() {
-    let mut sim = Sim::scripted(config(false));
-    for (kexec, boot) in kexecs(&mut sim, 8).iter().enumerate() {
-        assert_eq!(*boot, ready(), "kexec {}", kexec + 1);
+    for profile in Profile::ALL {
+        let mut sim = Sim::scripted(config(false, profile));
+        for (kexec, boot) in kexecs(&mut sim, 8).iter().enumerate() {
+            assert_eq!(*boot, ready(), "{profile}: kexec {}", kexec + 1);
+        }
+        assert_eq!(sim.transitions().len(), 8);
+        assert!(sim
+            .transitions()
+            .iter()
+            .all(|t| t.secure.registrations == 0));
     }
-    assert_eq!(sim.transitions().len(), 8);
-    assert!(sim
-        .transitions()
-        .iter()
-        .all(|t| t.secure.registrations == 0));
 }
 
 /// teed's own sweep (beyond Linux) also covers the old behaviour: defence in depth.
 #[test]
 fn seed_dc7019b7d0e1_teed_sweep_catches_what_a_deferred_release_left() {
-    let mut cfg = config(true);
-    cfg.teed.hardening = Hardening::default();
-    let mut sim = Sim::scripted(cfg);
-    sim.power_on().unwrap();
-    for _ in 0..8 {
-        sim.kexec().unwrap();
-        assert_eq!(sim.outcome(ServerKind::Bnxtd), Some(StartOutcome::Ready));
+    for profile in Profile::ALL {
+        let mut cfg = config(true, profile);
+        cfg.teed.hardening = Hardening::default();
+        let mut sim = Sim::scripted(cfg);
+        sim.power_on().unwrap();
+        for _ in 0..8 {
+            sim.kexec().unwrap();
+            assert_eq!(sim.outcome(ServerKind::Bnxtd), Some(StartOutcome::Ready));
+        }
+        assert!(sim
+            .transitions()
+            .iter()
+            .all(|t| t.secure.registrations == 0));
     }
-    assert!(sim
-        .transitions()
-        .iter()
-        .all(|t| t.secure.registrations == 0));
 }

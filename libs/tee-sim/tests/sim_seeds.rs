@@ -1,7 +1,9 @@
-//! The simulator over many seeds: every run must keep every invariant. A failure prints its
-//! seed; `TEESYS_SEED=<n> cargo test -p tee-sim --test sim_seeds replay` replays it.
+//! The simulator over many seeds, under each OP-TEE profile of the model: every run must keep
+//! every invariant. A failure prints its seed; `TEESYS_SEED=<n> cargo test -p tee-sim --test
+//! sim_seeds replay` replays it (`TEESYS_OPTEE=4.x` for the 4.x profile).
 #![allow(clippy::unwrap_used)]
 
+use secure_world::Profile;
 use tee_sim::sim::finish::MIN_TPM_CORRECT;
 use tee_sim::{Sim, SimConfig, SimFailure};
 
@@ -16,12 +18,12 @@ fn seeds() -> u64 {
     }
 }
 
-#[test]
-fn every_seed_keeps_every_invariant() {
+/// Every seed under `profile`, with the totals that show the runs did what they are for.
+fn every_seed_under(profile: Profile) -> tee_sim::SimStats {
     let n = seeds();
     let mut totals = tee_sim::SimStats::default();
     for seed in 0..n {
-        match Sim::run(SimConfig::new(seed)) {
+        match Sim::run(SimConfig::for_profile(seed, profile)) {
             Ok(stats) => {
                 totals.kexecs += stats.kexecs;
                 totals.crashes += stats.crashes;
@@ -32,16 +34,37 @@ fn every_seed_keeps_every_invariant() {
                 totals.tpm_correct += stats.tpm_correct;
                 totals.coredump_chunks += stats.coredump_chunks;
                 totals.steps += stats.steps;
+                totals.notifications += stats.notifications;
+                totals.reclaimed += stats.reclaimed;
             }
-            Err(failure) => panic!("{failure}\nreplay: TEESYS_SEED={seed} cargo test -p tee-sim --test sim_seeds replay"),
+            Err(failure) => panic!(
+                "{failure}\nreplay: TEESYS_OPTEE={profile} TEESYS_SEED={seed} cargo test -p \
+                 tee-sim --test sim_seeds replay"
+            ),
         }
     }
-    eprintln!("{n} seeds: {totals:?}");
+    eprintln!("{n} seeds under OP-TEE {profile}: {totals:?}");
     // The runs did what they are for.
     assert!(totals.kexecs > n && totals.crashes > n / 4 && totals.kills > n / 4);
     assert!(totals.coredump_chunks > 0 && totals.hostile_frames > 0);
     // Every run ended with correct TPM answers, not only acceptable errors.
     assert!(totals.tpm_correct >= n * MIN_TPM_CORRECT, "{totals:?}");
+    totals
+}
+
+#[test]
+fn every_seed_keeps_every_invariant() {
+    every_seed_under(Profile::Optee3_14);
+}
+
+/// The same seeds against OP-TEE 4.x: teed's argument pages and asynchronous notifications
+/// (with drivers raising bottom halves and wake-ups at random) through the same kexecs, crashes
+/// and kills; every completed shutdown also leaves the pages unregistered and notifications
+/// stopped.
+#[test]
+fn every_seed_keeps_every_invariant_under_optee_4x() {
+    let totals = every_seed_under(Profile::Optee4x);
+    assert!(totals.notifications > seeds(), "{totals:?}");
 }
 
 #[test]
@@ -50,7 +73,11 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        let result = Sim::run(SimConfig::new(seed));
+        let profile = std::env::var("TEESYS_OPTEE")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default();
+        let result = Sim::run(SimConfig::for_profile(seed, profile));
         eprintln!("{result:?}");
         assert!(result.is_ok());
     }

@@ -24,7 +24,7 @@ use std::thread;
 
 use clap::Parser;
 use secure_world::ta::ftpm::FtpmTa;
-use secure_world::{Config, SecureWorld, Stats};
+use secure_world::{Config, Profile, SecureWorld, Stats};
 use tee_proto::secure::{SecureInterface, SecureRequest, SecureResponse, SecureStats};
 use tee_proto::{accept_request, Frame, Incoming, WireError, FRAME_MAX};
 use tee_rt::conduit::serve_conduit;
@@ -63,6 +63,10 @@ struct Args {
     /// Boot nonce: the only source of variation in the model.
     #[arg(long, default_value_t = 1)]
     nonce: u64,
+    /// The OP-TEE release the model answers as: 3.14 (the seed's) or 4.x (RPC_ARG / REGD_ARG
+    /// argument pages and asynchronous notifications).
+    #[arg(long, default_value_t = Profile::Optee3_14)]
+    optee: Profile,
 }
 
 /// Everything the serving threads share.
@@ -96,7 +100,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let ram = RamFile::open_at(&args.ram, DEFAULT_RAM_BASE, args.ram_size)?;
     let mut config = Config {
         ram_size: args.ram_size,
-        ..Config::default()
+        ..Config::for_profile(args.optee)
     };
     if let Some(threads) = args.threads {
         config.threads = threads;
@@ -128,7 +132,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let control = tee_rt::spawn::secure_control_from_env()?;
     // Under QEMU the launcher also hands down the guest's SMC port (qemu_port).
     qemu_port::serve_inherited(&machine)?;
-    tracing::info!("secure world up");
+    tracing::info!(optee = %args.optee, "secure world up");
     serve_control(&control, &machine);
     tracing::info!("control channel closed; nobody can reach the secure world any more");
     Ok(())
@@ -289,5 +293,24 @@ fn wire_stats(stats: &Stats, smcs: u64, resets: u32) -> SecureStats {
         cached_buffers: count(stats.cached_buffers),
         smcs,
         resets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_optee_option_picks_a_profile_and_refuses_others() {
+        let base = ["secure-world", "--ram", "ram.bin"];
+        let parsed = Args::try_parse_from(base).map(|a| a.optee);
+        assert_eq!(parsed.ok(), Some(Profile::Optee3_14), "3.14 by default");
+        let modern = Args::try_parse_from([&base[..], &["--optee", "4.x"]].concat());
+        assert_eq!(modern.map(|a| a.optee).ok(), Some(Profile::Optee4x));
+        let error = Args::try_parse_from([&base[..], &["--optee", "4.2"]].concat())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("expected 3.14 or 4.x"), "{error}");
     }
 }

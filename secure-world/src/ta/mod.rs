@@ -78,6 +78,28 @@ pub enum TaStep {
     Rpc(TaRpc),
 }
 
+/// Whom RPC shm is for (`OPTEE_RPC_SHM_TYPE_*`, optee_rpc_cmd.h): value a of SHM_ALLOC and
+/// SHM_FREE, and how OP-TEE asks for it (core/arch/arm/kernel/thread_optee_smc.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShmType {
+    /// A payload for a TA (thread_rpc_alloc_payload): any size; the normal world answers more
+    /// than a page with a page list.
+    Application,
+    /// Memory for OP-TEE itself (thread_rpc_alloc_kernel_payload): 3.14 never asks for more
+    /// than a page, it fails such a request before any RPC.
+    Kernel,
+}
+
+impl ShmType {
+    /// The value SHM_ALLOC and SHM_FREE carry in value a.
+    pub const fn value(self) -> u64 {
+        match self {
+            ShmType::Application => optee_abi::msg::rpc_cmd::SHM_TYPE_APPL,
+            ShmType::Kernel => optee_abi::msg::rpc_cmd::SHM_TYPE_KERNEL,
+        }
+    }
+}
+
 /// RPC commands a TA may ask of the normal world (optee_rpc_cmd.h).
 #[derive(Debug)]
 pub enum TaRpc {
@@ -85,8 +107,8 @@ pub enum TaRpc {
     GetTime,
     /// SUSPEND: let the normal world sleep for this long before resuming.
     Suspend { millis: u32 },
-    /// SHM_ALLOC of kernel-type shm of `size` bytes.
-    ShmAlloc { size: u64 },
+    /// SHM_ALLOC of `size` bytes of shm of type `kind`.
+    ShmAlloc { size: u64, kind: ShmType },
     /// SHM_FREE of a buffer obtained with `ShmAlloc`.
     ShmFree { shm: RpcShm },
 }
@@ -110,16 +132,23 @@ pub enum RpcReply {
 pub struct RpcShm {
     cookie: u64,
     buffer: NwBuffer,
+    kind: ShmType,
     pub(crate) charge: HeapBlock,
 }
 
 impl RpcShm {
-    pub(crate) fn new(cookie: u64, buffer: NwBuffer, charge: HeapBlock) -> RpcShm {
+    pub(crate) fn new(cookie: u64, buffer: NwBuffer, kind: ShmType, charge: HeapBlock) -> RpcShm {
         RpcShm {
             cookie,
             buffer,
+            kind,
             charge,
         }
+    }
+
+    /// The type it was allocated as; SHM_FREE names the same.
+    pub fn kind(&self) -> ShmType {
+        self.kind
     }
 
     /// The normal world's cookie for this buffer.

@@ -4,7 +4,8 @@
 use optee_abi::teec;
 use optee_abi::uuid::Uuid;
 use secure_world::ta::{
-    ClientIdentity, ParamType, RpcReply, SessionId, TaContext, TaFlags, TaRpc, TaStep, TrustedApp,
+    ClientIdentity, ParamType, RpcReply, SessionId, ShmType, TaContext, TaFlags, TaRpc, TaStep,
+    TrustedApp,
 };
 use secure_world::{Config, SecureWorld};
 use tee_test_support::normal_world::NormalWorld;
@@ -14,6 +15,8 @@ pub const SINGLE_TA: Uuid = Uuid::from_fields(0x7e57_0002, 2, 2, [1, 2, 3, 4, 5,
 
 /// Commands of [`TimeTa`].
 pub const ASK_TIME: u32 = 0;
+/// p0 VALUE_INPUT a = size, b = shm type as optee_rpc_cmd.h numbers it (0 application,
+/// 1 kernel): SHM_ALLOC, write and read back a pattern, SHM_FREE.
 pub const ROUND_TRIP_SHM: u32 = 1;
 pub const NAP: u32 = 2;
 
@@ -40,7 +43,14 @@ impl TrustedApp for TimeTa {
         match func {
             ASK_TIME => TaStep::Rpc(TaRpc::GetTime),
             ROUND_TRIP_SHM => match ctx.value(0) {
-                Ok((size, _, _)) => TaStep::Rpc(TaRpc::ShmAlloc { size }),
+                Ok((size, kind, _)) => {
+                    let kind = if kind == ShmType::Kernel.value() {
+                        ShmType::Kernel
+                    } else {
+                        ShmType::Application
+                    };
+                    TaStep::Rpc(TaRpc::ShmAlloc { size, kind })
+                }
                 Err(_) => TaStep::Complete(teec::ERROR_BAD_PARAMETERS),
             },
             NAP => TaStep::Rpc(TaRpc::Suspend { millis: 5 }),

@@ -188,9 +188,15 @@ impl TaService for BnxtService {
             origin: reply.origin,
         };
         match *job {
+            // Linux's tee_bnxt_fw_load fails the load (-EINVAL) on any error. The PTA answers
+            // TARGET_DEAD when bnxt_load_fw fails (core/pta/bcm/bnxt.c), whose one failure is
+            // no valid image; ITEM_NOT_FOUND is what tee_bnxt_fw.c documents for it. Both are
+            // the image; anything else is passed on as the TEE said it.
             BnxtJob::Load => match reply.ret {
                 teec::SUCCESS => BnxtResponse::Loaded,
-                teec::ERROR_ITEM_NOT_FOUND => BnxtResponse::Error(BnxtError::CorruptImage),
+                teec::ERROR_TARGET_DEAD | teec::ERROR_ITEM_NOT_FOUND => {
+                    BnxtResponse::Error(BnxtError::CorruptImage)
+                }
                 _ => BnxtResponse::Error(tee_error),
             },
             BnxtJob::CoredumpLen => BnxtResponse::CoredumpLen { len: COREDUMP_LEN },

@@ -91,6 +91,22 @@ fn item_not_found_from_fastboot_is_a_corrupt_image_and_other_codes_pass_through(
     );
 }
 
+/// core/pta/bcm/bnxt.c answers a failed firmware load with TEE_ERROR_TARGET_DEAD; Linux's
+/// tee_bnxt_fw.c tee_bnxt_fw_load fails the load on it. bnxtd names the cause (no valid
+/// image) and keeps serving: the next load is sent again.
+#[test]
+fn target_dead_from_fastboot_fails_the_load_as_tee_bnxt_fw_does() {
+    let mut h = Harness::serving();
+    h.teed.ta.fastboot_ret = teec::ERROR_TARGET_DEAD;
+    assert_eq!(
+        h.call(BnxtRequest::Load),
+        BnxtResponse::Error(BnxtError::CorruptImage)
+    );
+    h.teed.ta.fastboot_ret = teec::SUCCESS;
+    assert_eq!(h.call(BnxtRequest::Load), BnxtResponse::Loaded);
+    assert_eq!(h.teed.ta.fastboots, 2, "both loads reached the TA");
+}
+
 #[test]
 fn a_silent_teed_turns_a_load_into_retry_at_the_deadline() {
     let mut h = Harness::serving();

@@ -19,6 +19,15 @@ pub(crate) enum FastCall {
     DrainUnmapped,
     DrainMapped,
     EnableCache,
+    /// ENABLE_ASYNC_NOTIF (`crate::abi`).
+    EnableNotif,
+}
+
+/// The fast calls of the modern interface (`crate::abi`), answered outside the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AbiFast {
+    /// GET_ASYNC_NOTIF_VALUE.
+    NotifValue,
 }
 
 /// What an outstanding SMC was for.
@@ -26,6 +35,7 @@ pub(crate) enum FastCall {
 pub(crate) enum Pending {
     Call(CallId),
     Fast(FastCall),
+    Abi(AbiFast),
 }
 
 /// How a yielding call ended.

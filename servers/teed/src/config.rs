@@ -50,11 +50,16 @@ pub struct Bounds {
     /// default (mk/config.mk) and at most 16 on the upstream platforms that raise it (REFERENCE
     /// §8, notes/optee-os.md §1). Twice that.
     pub max_threads: u32,
-    /// Largest RPC ALLOC or SHM_ALLOC teed answers. OP-TEE asks ALLOC only for its RPC
-    /// argument (OPTEE_MSG_GET_ARG_SIZE(THREAD_RPC_MAX_NUM_PARAMS) = 160 bytes,
-    /// thread_optee_smc.c), and accepts a contiguous SHM_ALLOC answer only up to one page
-    /// (rpc_shm_mobj_alloc); teed answers contiguously, so one page.
+    /// Largest RPC ALLOC teed answers. OP-TEE asks it only for its RPC argument
+    /// (OPTEE_MSG_GET_ARG_SIZE(THREAD_RPC_MAX_NUM_PARAMS) = 160 bytes, thread_optee_smc.c
+    /// thread_rpc_alloc_arg) and takes the answer only up to one page (rpc_shm_mobj_alloc).
     pub max_rpc_buffer_bytes: u64,
+    /// Largest RPC SHM_ALLOC teed answers. OP-TEE maps every such buffer into its dynamic shm
+    /// virtual range, SHM_VASPACE_SIZE = 32 MiB (core/mm/core_mmu.c, 3.14 to current), so it
+    /// can use none larger; its own payloads are far smaller (a kernel payload is at most a
+    /// page in 3.14, thread_rpc_alloc_kernel_payload). One page is answered contiguously, more
+    /// with a NONCONTIG page list, as Linux does (smc_abi.c handle_rpc_func_cmd_shm_alloc).
+    pub max_rpc_payload_bytes: u64,
     /// Driver-private buffers the secure world may hold at once: one cached RPC argument per
     /// thread and one payload in flight per thread, for [`Bounds::max_threads`] threads.
     pub max_private_buffers: usize,
@@ -69,6 +74,7 @@ impl Default for Bounds {
             max_rpcs_per_call: 10_000,
             max_threads: 32,
             max_rpc_buffer_bytes: 4096,
+            max_rpc_payload_bytes: 32 << 20,
             max_private_buffers: 64,
             max_cache_drain: 32,
         }
@@ -256,6 +262,21 @@ pub struct TeedConfig {
     pub policy: Policy,
     /// Largest shm a client may allocate: bnxtd's 4 MiB buffer, with room to spare.
     pub max_shm_bytes: u32,
+    /// Use what a modern secure world offers (SEC_CAP_RPC_ARG: registered argument pages and
+    /// CALL_WITH_REGD_ARG; SEC_CAP_ASYNC_NOTIF: notifications), as Linux >= 5.19 does. Off,
+    /// teed is the Linux 5.14 driver, which predates both (5.19, 5.17) and makes plain
+    /// CALL_WITH_ARG calls with RPC ALLOC'd, cached RPC buffers whatever the secure world is:
+    /// the seed scenarios of the RPC cache need that against OP-TEE 4.x.
+    pub modern_abi: bool,
+    /// Linux mainline (>= 5.19) as it is, a named switch for scenarios: with a secure world
+    /// offering SEC_CAP_RPC_ARG it packs its argument structs as call.c optee_get_msg_arg does
+    /// (4096 / (OPTEE_MSG_GET_ARG_SIZE(6) + OPTEE_MSG_GET_ARG_SIZE(rpc_param_count)) to a
+    /// registered page) and its shutdown does only `if (!optee->rpc_param_count)
+    /// optee_disable_shm_cache(optee)` (smc_abi.c optee_shutdown): the pre-registered
+    /// argument page (optee_shm_arg_cache, freed only on remove) and started notifications stay
+    /// behind across kexec. Meant with [`Hardening::LINUX`]; no binary has a flag for it.
+    #[doc(hidden)]
+    pub mainline_shutdown: bool,
     #[doc(hidden)]
     pub seed_bugs: SeedBugs,
 }
@@ -265,6 +286,7 @@ impl TeedConfig {
     pub fn new() -> TeedConfig {
         TeedConfig {
             max_shm_bytes: 8 << 20,
+            modern_abi: true,
             ..TeedConfig::default()
         }
     }

@@ -14,6 +14,7 @@ use tee_proto::lifecycle::{
 use tee_proto::teed::{TeedRequest, TeedResponse};
 use tee_proto::{Frame, Generation, Header, WireError};
 
+use crate::abi::{self, AbiStats, ArgPages, Caps};
 use crate::call::Outcome;
 use crate::client::Requests;
 use crate::config::{Millis, TeedConfig};
@@ -326,5 +327,43 @@ impl<M: PhysMem> Teed<M> {
             registrations: shms.len() as u32,
             registered_bytes: shms.values().map(|s| u64::from(s.size)).sum(),
         }
+    }
+}
+
+/// The modern interface (`crate::abi`) as the shell and the tests see it.
+impl<M: PhysMem> Teed<M> {
+    /// The secure world raised its notification interrupt (with SEC_CAP_ASYNC_NOTIF): read the
+    /// values it queued. Ignored before notifications are enabled or once they are stopped.
+    pub fn notification_interrupt(&mut self, now: Millis) {
+        if self.conduit_lost || !self.engine.abi.notif.enabled {
+            return;
+        }
+        abi::read_value(&mut self.engine);
+        self.pump(now);
+    }
+
+    /// What EXCHANGE_CAPABILITIES said, once the probe read it.
+    pub fn secure_caps(&self) -> Caps {
+        self.engine.abi.caps
+    }
+
+    /// The registered argument pages: (cookie, first page, bytes).
+    pub fn arg_pages(&self) -> Option<(u64, u64, u64)> {
+        match self.engine.abi.arg_pages {
+            ArgPages::Registered { cookie, run }
+            | ArgPages::Registering { cookie, run }
+            | ArgPages::Unregistering { cookie, run } => Some((cookie, run.pa, run.bytes())),
+            ArgPages::None => None,
+        }
+    }
+
+    /// Asynchronous notifications are enabled in this incarnation (and not stopped).
+    pub fn notifications_enabled(&self) -> bool {
+        self.engine.abi.notif.enabled
+    }
+
+    /// Counters of the modern interface.
+    pub fn abi_stats(&self) -> AbiStats {
+        self.engine.abi.stats
     }
 }

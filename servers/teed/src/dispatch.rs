@@ -9,6 +9,7 @@ use tee_proto::lifecycle::{DeclineReason, ServerEvent};
 use tee_proto::teed::TeedResponse;
 use tee_proto::{Frame, Header, WireError};
 
+use crate::abi;
 use crate::call::{FastCall, Outcome, Pending};
 use crate::client::{invoked, Requests};
 use crate::config::Millis;
@@ -45,6 +46,12 @@ impl<M: PhysMem> Teed<M> {
             Pending::Fast(fast) => {
                 if let Some(answer) = Answer::read(fast, &regs) {
                     self.on_probe_answer(now, answer);
+                }
+            }
+            Pending::Abi(_) => {
+                abi::on_notif_value(&mut self.engine, &regs);
+                if let Phase::Probing(p) = &mut self.phase {
+                    p.on_abi_done(&self.engine);
                 }
             }
         }
@@ -152,6 +159,12 @@ impl<M: PhysMem> Teed<M> {
                 let reg = &mut self.registry;
                 self.engine.on_private_unregistered(reg, parent, cookie);
             }
+            Purpose::Abi(call) => {
+                abi::call_done(&mut self.registry, &mut self.engine, call, &outcome);
+                if let Phase::Probing(p) = &mut self.phase {
+                    p.on_abi_done(&self.engine);
+                }
+            }
         }
     }
 
@@ -181,8 +194,17 @@ impl<M: PhysMem> Teed<M> {
     /// Moves the running machine on after any input. Without a conduit a shutdown has nothing
     /// left it can do: it acks at once, counting what it could not release.
     pub(crate) fn pump(&mut self, now: Millis) {
+        if matches!(
+            self.phase,
+            Phase::Probing(_) | Phase::Serving | Phase::ShuttingDown(_)
+        ) && !self.conduit_lost
+        {
+            abi::pump(now, &mut self.registry, &mut self.engine);
+        }
         if let Phase::Probing(p) = &mut self.phase {
-            p.advance(now, &mut self.registry, &mut self.engine);
+            if let Some(end) = p.advance(now, &mut self.registry, &mut self.engine) {
+                self.end_probe(end);
+            }
         }
         if let Phase::ShuttingDown(s) = &mut self.phase {
             let done = if self.conduit_lost {
@@ -204,7 +226,7 @@ impl<M: PhysMem> Teed<M> {
             self.engine.stats.cache_cookies_discarded += 1;
         }
         let end = match &mut self.phase {
-            Phase::Probing(p) => p.on_answer(now, answer),
+            Phase::Probing(p) => p.on_answer(now, answer, &mut self.engine),
             // A late answer (the probe declined or was stopped meanwhile) keeps its verdict.
             _ => answer.end(),
         };

@@ -10,6 +10,11 @@
 //! from its message argument, which lives in the journal too: the secure world writes the new
 //! session id there in the same step that creates the session.
 //!
+//! With a modern secure world teed's own argument pages are a registration too (`crate::abi`):
+//! they take a registration entry owned by teed ([`owner_tag`] of `ServerKind::Teed`), written
+//! before their REGISTER_SHM and freed after their UNREGISTER_SHM, so a crash with no shutdown
+//! leaves an entry that the next probe reclaims like any client's buffer.
+//!
 //! Layout (little-endian): header at 0 (magic, epoch); registration entries at
 //! [`REGS_OFFSET`] (32 bytes: state, owner, cookie, pa, size); session entries at
 //! [`SESSIONS_OFFSET`] (16 bytes: state, owner, session, arg slot); message-argument slots at

@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+mod abi;
 mod call;
 pub mod client;
 pub mod config;
@@ -29,6 +30,7 @@ mod release;
 mod shutdown;
 pub mod types;
 
+pub use crate::abi::{mainline_arg_slots, AbiCall, AbiStats, Caps};
 pub use crate::config::{
     Bounds, Deadlines, Hardening, Millis, Policy, Quota, SeedBugs, TeedConfig, BNXTD_QUOTA,
     TPMD_QUOTA,

@@ -11,6 +11,12 @@
 //! (thread_disable_prealloc_rpc_cache), which is where Linux waited for ever; teed resumes those
 //! orphans (RETURN_FROM_RPC, not a new call) and drains again.
 //!
+//! With a modern secure world (SEC_CAP_RPC_ARG, SEC_CAP_ASYNC_NOTIF; `crate::abi`) three steps
+//! follow the reclaim: register teed's argument pages (the reclaim has unregistered those an
+//! earlier boot left), enable asynchronous notifications and read whatever values an earlier
+//! world left queued; and the RPC cache is not enabled, as Linux does not enable it when the
+//! RPC struct travels with the call (smc_abi.c optee_probe), since no thread needs one then.
+//!
 //! A machine of its own, driven from outside: it makes its calls through the call engine, reads
 //! and writes the journal through the registry, and tells the server how it ended.
 
@@ -19,6 +25,7 @@ use optee_abi::smc::{func, ret, sec_cap, Regs, MSG_REVISION_MAJOR, MSG_UID};
 use tee_proto::lifecycle::{BootInfo, BootKind, ClientWindows, DeclineReason, RamWindow};
 use tee_proto::Generation;
 
+use crate::abi::{self, ArgPages, Caps};
 use crate::call::FastCall;
 use crate::config::{Bounds, Millis, TeedConfig};
 use crate::engine::CallEngine;
@@ -38,6 +45,12 @@ pub(crate) enum ProbeStep {
     DrainUnmapped,
     ResumeOrphans,
     Reclaim,
+    /// With SEC_CAP_RPC_ARG: REGISTER_SHM of the argument pages.
+    RegisterArgs,
+    /// With SEC_CAP_ASYNC_NOTIF: ENABLE_ASYNC_NOTIF.
+    EnableNotif,
+    /// With notifications enabled: read the values an earlier world left queued.
+    ReadStaleNotif,
     EnableCache,
 }
 
@@ -64,6 +77,10 @@ pub(crate) struct Hello {
 pub(crate) enum Answer {
     /// Go on with this step.
     Next(ProbeStep),
+    /// What EXCHANGE_CAPABILITIES offers (dynamic shm is there).
+    Caps(Caps),
+    /// ENABLE_ASYNC_NOTIF answered this code.
+    NotifEnabled(u32),
     /// The secure world has this many threads.
     Threads(u32),
     /// A stale cache entry was discarded; drain again.
@@ -99,7 +116,7 @@ impl Answer {
                 Answer::Next(ProbeStep::Capabilities)
             }
             FastCall::Capabilities if code == ret::OK && regs[1] & sec_cap::DYNAMIC_SHM != 0 => {
-                Answer::Next(ProbeStep::ThreadCount)
+                Answer::Caps(Caps::read(regs))
             }
             FastCall::Capabilities => incompatible,
             FastCall::ThreadCount if code == ret::OK => Answer::Threads(regs[1] as u32),
@@ -114,6 +131,7 @@ impl Answer {
                 ret::EBUSY => Answer::Retry,
                 _ => incompatible,
             },
+            FastCall::EnableNotif => Answer::NotifEnabled(code),
             FastCall::DrainMapped => return None,
         };
         Some(answer)
@@ -126,6 +144,8 @@ impl Answer {
             Answer::Ready => Some(ProbeEnd::Ready),
             Answer::Decline(reason) => Some(ProbeEnd::Declined(reason)),
             Answer::Next(_)
+            | Answer::Caps(_)
+            | Answer::NotifEnabled(_)
             | Answer::Threads(_)
             | Answer::CookieDiscarded
             | Answer::Drained
@@ -150,6 +170,10 @@ pub(crate) struct Probe {
     orphans_resumed: bool,
     /// Seed bug b5c10dd04b74: skip the stale-cache drain.
     skip_cache_drain: bool,
+    /// Use the modern interface when offered ([`TeedConfig::modern_abi`]).
+    modern_abi: bool,
+    /// Pack argument structs as Linux mainline does ([`TeedConfig::mainline_shutdown`]).
+    mainline: bool,
     retry_ms: Millis,
     /// Cookies the unmapped drain discarded so far, and the most a real cache holds.
     drained: u32,
@@ -204,6 +228,8 @@ impl Probe {
             resume_orphans: cfg.hardening.resume_orphans,
             orphans_resumed: false,
             skip_cache_drain: cfg.seed_bugs.no_probe_cache_drain,
+            modern_abi: cfg.modern_abi,
+            mainline: cfg.mainline_shutdown,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
             bounds: cfg.bounds,
@@ -224,16 +250,17 @@ impl Probe {
         self.retry_at = None;
     }
 
-    /// Starts the current step unless it is already out or waiting for its retry.
+    /// Starts the current step unless it is already out or waiting for its retry; `Some` when
+    /// the probe ends without another SMC.
     pub fn advance<M: PhysMem>(
         &mut self,
         now: Millis,
         reg: &mut Registry<M>,
         engine: &mut CallEngine,
-    ) {
+    ) -> Option<ProbeEnd> {
         loop {
             if self.busy || self.retry_at.is_some() {
-                return;
+                return None;
             }
             self.busy = true;
             match self.step {
@@ -263,22 +290,65 @@ impl Probe {
                 }
                 ProbeStep::Reclaim => {
                     if !leftovers::start_reclaim(now, reg, engine) {
+                        self.next(ProbeStep::RegisterArgs);
+                        continue;
+                    }
+                }
+                ProbeStep::RegisterArgs => {
+                    if !abi::start_register_args(now, reg, engine) {
+                        self.next(ProbeStep::EnableNotif);
+                        continue;
+                    }
+                }
+                ProbeStep::EnableNotif => {
+                    if !engine.abi.caps.async_notif {
                         self.next(ProbeStep::EnableCache);
                         continue;
                     }
+                    engine.fast(FastCall::EnableNotif, func::ENABLE_ASYNC_NOTIF);
+                }
+                ProbeStep::ReadStaleNotif => {
+                    if !abi::start_stale_read(engine) {
+                        self.next(ProbeStep::EnableCache);
+                        continue;
+                    }
+                }
+                // Linux enables the cache only when no RPC struct travels with the call.
+                ProbeStep::EnableCache if engine.abi.caps.rpc_arg() => {
+                    return Some(ProbeEnd::Ready);
                 }
                 ProbeStep::EnableCache => {
                     engine.fast(FastCall::EnableCache, func::ENABLE_SHM_CACHE)
                 }
             }
-            return;
+            return None;
         }
     }
 
     /// The answer to the step's fast call.
-    pub fn on_answer(&mut self, now: Millis, answer: Answer) -> Option<ProbeEnd> {
+    pub fn on_answer(
+        &mut self,
+        now: Millis,
+        answer: Answer,
+        engine: &mut CallEngine,
+    ) -> Option<ProbeEnd> {
         match answer {
             Answer::Next(step) => self.next(step),
+            Answer::Caps(caps) => {
+                tracing::info!(?caps, modern = self.modern_abi, "secure world capabilities");
+                // A Linux 5.14 driver knows neither capability: it uses neither.
+                let used = if self.modern_abi {
+                    caps
+                } else {
+                    Caps::default()
+                };
+                abi::adopt_caps(engine, used, self.mainline);
+                self.next(ProbeStep::ThreadCount);
+            }
+            Answer::NotifEnabled(code) => {
+                engine.abi.notif_enabled(code);
+                self.next(ProbeStep::ReadStaleNotif);
+            }
             Answer::Threads(count) => {
                 if count > self.bounds.max_threads {
                     tracing::warn!(count, "absurd secure thread count; clamped");
@@ -325,6 +395,22 @@ impl Probe {
             ProbeStep::ResumeOrphans => self.next(ProbeStep::Reclaim),
             // Another round: leftovers that did not fit in the message slots.
             ProbeStep::Reclaim => self.busy = false,
+            _ => {}
+        }
+    }
+
+    /// A call or a notification read of the modern interface ended: the argument pages are
+    /// registered (or refused), or the stale values are read and their bottom half ran.
+    pub fn on_abi_done(&mut self, engine: &CallEngine) {
+        match self.step {
+            ProbeStep::RegisterArgs
+                if !matches!(engine.abi.arg_pages, ArgPages::Registering { .. }) =>
+            {
+                self.next(ProbeStep::EnableNotif)
+            }
+            ProbeStep::ReadStaleNotif if engine.abi.notif_idle() => {
+                self.next(ProbeStep::EnableCache)
+            }
             _ => {}
         }
     }
@@ -387,8 +473,14 @@ mod tests {
         (fast, regs[0] as u32)
     }
 
-    fn answer(probe: &mut Probe, now: Millis, fast: FastCall, regs: Regs) -> Option<ProbeEnd> {
-        probe.on_answer(now, Answer::read(fast, &regs).unwrap())
+    fn answer(
+        probe: &mut Probe,
+        engine: &mut CallEngine,
+        now: Millis,
+        fast: FastCall,
+        regs: Regs,
+    ) -> Option<ProbeEnd> {
+        probe.on_answer(now, Answer::read(fast, &regs).unwrap(), engine)
     }
 
     #[test]
@@ -453,7 +545,7 @@ mod tests {
         for (fast, function, regs) in script {
             probe.advance(1, &mut reg, &mut engine);
             assert_eq!(asked(&mut engine), (fast, function));
-            assert_eq!(answer(&mut probe, 1, fast, regs), None);
+            assert_eq!(answer(&mut probe, &mut engine, 1, fast, regs), None);
         }
         probe.advance(1, &mut reg, &mut engine);
         assert_eq!(
@@ -462,7 +554,7 @@ mod tests {
         );
         let enabled = [ok, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            answer(&mut probe, 1, FastCall::EnableCache, enabled),
+            answer(&mut probe, &mut engine, 1, FastCall::EnableCache, enabled),
             Some(ProbeEnd::Ready)
         );
     }
@@ -477,7 +569,10 @@ mod tests {
         probe.advance(10, &mut reg, &mut engine);
         assert_eq!(asked(&mut engine).0, FastCall::EnableCache);
         let busy = [u64::from(ret::EBUSY), 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(answer(&mut probe, 10, FastCall::EnableCache, busy), None);
+        assert_eq!(
+            answer(&mut probe, &mut engine, 10, FastCall::EnableCache, busy),
+            None
+        );
         let retry_at = 10 + cfg.deadlines.retry_ms;
         assert_eq!(probe.next_timeout(), Some(retry_at));
         probe.advance(11, &mut reg, &mut engine);

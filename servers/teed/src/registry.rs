@@ -51,6 +51,15 @@ pub(crate) fn cookie_base_without_journal(boot_id: u64, generation: Generation) 
         | (generation & generation_mask) << BARE_COUNTER_BITS
 }
 
+/// A driver-private buffer answered to RPC SHM_ALLOC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Payload {
+    pub cookie: u64,
+    /// The buffer's address, or with `noncontig` its page list's.
+    pub buf_ptr: u64,
+    pub noncontig: bool,
+}
+
 /// A client buffer made ready for registration.
 pub(crate) struct NewBuffer {
     pub shm: ShmId,
@@ -82,6 +91,8 @@ pub(crate) struct Registry<M: PhysMem> {
     pub sessions: BTreeMap<u32, Session>,
     /// Driver-private buffers by cookie.
     pub private: BTreeMap<u64, PrivateBuf>,
+    /// The journal entry of teed's registered argument pages (`crate::abi`).
+    arg_pages_slot: Option<usize>,
 }
 
 impl<M: PhysMem> Registry<M> {
@@ -101,6 +112,7 @@ impl<M: PhysMem> Registry<M> {
             next_shm: 1,
             sessions: BTreeMap::new(),
             private: BTreeMap::new(),
+            arg_pages_slot: None,
         }
     }
 
@@ -310,10 +322,40 @@ impl<M: PhysMem> Registry<M> {
             cookie,
             PrivateBuf {
                 run,
+                list: None,
                 registered: false,
             },
         );
         Some((cookie, run.pa))
+    }
+
+    /// Allocates a zeroed driver-private buffer for RPC SHM_ALLOC. One page is answered
+    /// contiguously; OP-TEE takes no more contiguous memory there (thread_optee_smc.c
+    /// rpc_shm_mobj_alloc), so a larger buffer comes with a page list, as Linux answers
+    /// (smc_abi.c handle_rpc_func_cmd_shm_alloc). The list is private memory too, freed with
+    /// the buffer.
+    pub fn alloc_private_payload(&mut self, size: u64) -> Option<Payload> {
+        let (cookie, pa) = self.alloc_private(size)?;
+        if size <= PAGE_SIZE_U64 {
+            return Some(Payload {
+                cookie,
+                buf_ptr: pa,
+                noncontig: false,
+            });
+        }
+        let run = self.private.get(&cookie)?.run;
+        let Some(list) = self.page_list_for(run) else {
+            self.free_private(cookie);
+            return None;
+        };
+        if let Some(buf) = self.private.get_mut(&cookie) {
+            buf.list = Some(list);
+        }
+        Some(Payload {
+            cookie,
+            buf_ptr: list.pa,
+            noncontig: true,
+        })
     }
 
     /// Frees a driver-private buffer by cookie. An unknown cookie is a stale one from an earlier
@@ -322,6 +364,9 @@ impl<M: PhysMem> Registry<M> {
         match self.private.remove(&cookie) {
             Some(buf) => {
                 self.frames.free(buf.run);
+                if let Some(list) = buf.list {
+                    self.frames.free(list);
+                }
                 true
             }
             None => {
@@ -332,6 +377,33 @@ impl<M: PhysMem> Registry<M> {
                 false
             }
         }
+    }
+
+    // ---- teed's argument pages (`crate::abi`) ----
+
+    /// Records teed's argument pages about to be registered under `cookie`, owned by teed
+    /// itself, so that a crash before their unregistration leaves an entry the next probe
+    /// reclaims. `Ok(None)` without a journal; `Err` when the journal is full (then they must
+    /// not be registered at all).
+    pub fn journal_arg_pages(&mut self, cookie: u64, run: Run) -> Result<Option<usize>, ()> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        let owner = owner_tag(ServerKind::Teed);
+        match j.begin_registration(&mut self.mem, owner, cookie, run.pa, run.bytes()) {
+            Ok(Some(slot)) => Ok(Some(slot)),
+            _ => Err(()),
+        }
+    }
+
+    /// The argument pages' journal entry, while they are registered.
+    pub fn arg_pages_journal_slot(&self) -> Option<usize> {
+        self.arg_pages_slot
+    }
+
+    /// Remembers (or forgets) the argument pages' journal entry.
+    pub fn set_arg_pages_journal_slot(&mut self, slot: Option<usize>) {
+        self.arg_pages_slot = slot;
     }
 
     // ---- journal writes (no-ops without a journal) ----

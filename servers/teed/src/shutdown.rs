@@ -1,6 +1,9 @@
 //! The shutdown: let calls in flight finish; unregister and close what clients left (beyond
-//! Linux); drain the RPC cache in *mapped* mode, freeing each returned buffer (f25889f93184);
-//! ack. Bounded by the shutdown deadline.
+//! Linux); with a modern secure world, stop asynchronous notifications (STOP_ASYNC_NOTIF) and
+//! unregister teed's argument pages, both of which Linux mainline's shutdown leaves behind
+//! (drivers/tee/optee/smc_abi.c optee_shutdown; see `crate::abi`); drain the RPC cache in
+//! *mapped* mode, freeing each returned buffer (f25889f93184); ack. Bounded by the shutdown
+//! deadline.
 //!
 //! A machine of its own, driven from outside: it releases through the registry and the call
 //! engine, keeps the report, and says when it is done; the server then stops and acks.
@@ -13,6 +16,7 @@ use optee_abi::smc::{func, ret};
 use tee_proto::lifecycle::{ShutdownReason, ShutdownReport};
 use tee_proto::Header;
 
+use crate::abi::{self, ArgPages};
 use crate::call::FastCall;
 use crate::config::{Millis, TeedConfig};
 use crate::engine::CallEngine;
@@ -25,6 +29,10 @@ use crate::types::ShmState;
 pub(crate) enum ShutdownStep {
     Quiesce,
     Sweep,
+    /// STOP_ASYNC_NOTIF, when this incarnation enabled notifications.
+    StopNotif,
+    /// UNREGISTER_SHM of teed's argument pages, when they are registered.
+    UnregisterArgs,
     DrainMapped,
 }
 
@@ -50,6 +58,9 @@ pub(crate) struct Shutdown {
     sweep: bool,
     /// Seed bug f25889f93184: leave the RPC cache undrained.
     skip_cache_drain: bool,
+    /// Linux mainline's optee_shutdown ([`TeedConfig::mainline_shutdown`]): with an RPC struct
+    /// in use, nothing at all (no stop, no unregister, no drain).
+    mainline: bool,
     retry_ms: Millis,
     /// Cookies the mapped drain returned, against [`crate::config::Bounds::max_cache_drain`].
     drained: u32,
@@ -71,6 +82,7 @@ impl Shutdown {
             swept_sessions: BTreeSet::new(),
             sweep: cfg.hardening.sweep_on_shutdown,
             skip_cache_drain: cfg.seed_bugs.no_shutdown_cache_drain,
+            mainline: cfg.mainline_shutdown,
             retry_ms: cfg.deadlines.retry_ms,
             drained: 0,
             max_drain: cfg.bounds.max_cache_drain,
@@ -114,12 +126,38 @@ impl Shutdown {
                 }
                 ShutdownStep::Sweep => {
                     if !self.sweep || !self.sweep_round(now, reg, engine) {
-                        self.step = ShutdownStep::DrainMapped;
+                        // smc_abi.c optee_shutdown: `if (!optee->rpc_param_count)
+                        // optee_disable_shm_cache(optee);` and nothing else.
+                        if self.mainline && engine.abi.caps.rpc_arg() {
+                            tracing::warn!(
+                                "mainline shutdown: argument pages and notifications left behind"
+                            );
+                            return Some(self.finish(reg, engine));
+                        }
+                        self.step = ShutdownStep::StopNotif;
                         self.busy = false;
                         continue;
                     }
                     self.busy = true;
                     return None;
+                }
+                // Each runs its one call (if it has one) and moves on once it ended.
+                ShutdownStep::StopNotif => {
+                    if !self.busy && abi::start_stop_notif(now, reg, engine) {
+                        self.busy = true;
+                        return None;
+                    }
+                    self.step = ShutdownStep::UnregisterArgs;
+                    self.busy = false;
+                }
+                ShutdownStep::UnregisterArgs => {
+                    // The last call naming the argument pages has ended (the engine is idle).
+                    if !self.busy && abi::start_unregister_args(now, reg, engine) {
+                        self.busy = true;
+                        return None;
+                    }
+                    self.step = ShutdownStep::DrainMapped;
+                    self.busy = false;
                 }
                 ShutdownStep::DrainMapped => {
                     if self.busy {
@@ -246,7 +284,8 @@ impl Shutdown {
     /// The ack: what the sweep could not release counts as errors.
     fn finish<M: PhysMem>(&self, reg: &Registry<M>, engine: &mut CallEngine) -> ShutdownDone {
         let mut report = self.report;
-        let leftovers = reg.shms.len() + reg.sessions.len();
+        let arg_pages = usize::from(engine.abi.arg_pages != ArgPages::None);
+        let leftovers = reg.shms.len() + reg.sessions.len() + arg_pages;
         if self.sweep && leftovers > 0 {
             report.errors += leftovers as u32;
         }

@@ -81,6 +81,8 @@ pub enum Purpose {
     },
     /// Seed bug 376e4199e327: unregister a driver-private RPC buffer, then resume `parent`.
     UnregisterPrivate { parent: CallId, cookie: u64 },
+    /// A call of the modern interface (argument pages, notifications).
+    Abi(crate::abi::state::AbiCall),
 }
 
 impl Purpose {
@@ -97,7 +99,8 @@ impl Purpose {
             | Purpose::ReclaimSession { .. }
             | Purpose::Orphan { .. }
             | Purpose::RegisterPrivate { .. }
-            | Purpose::UnregisterPrivate { .. } => None,
+            | Purpose::UnregisterPrivate { .. }
+            | Purpose::Abi(_) => None,
         }
     }
 }
@@ -184,6 +187,8 @@ pub struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrivateBuf {
     pub run: Run,
+    /// The page list an SHM_ALLOC of more than a page was answered with; freed with the run.
+    pub list: Option<Run>,
     /// Seed bug 376e4199e327: registered like a client buffer.
     pub registered: bool,
 }

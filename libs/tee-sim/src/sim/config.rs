@@ -1,6 +1,6 @@
 //! What a simulation run is made of: the cores' configurations and the faults it may inject.
 
-use secure_world::Config as SecureConfig;
+use secure_world::{Config as SecureConfig, Profile};
 use teed::TeedConfig;
 use teesys_init::InitConfig;
 use tpmd::ClientConfig;
@@ -47,6 +47,10 @@ pub struct Faults {
     pub crash_mid_step: f64,
     /// Give foreign interrupts to yielding calls, so crashes can leave threads suspended.
     pub foreign_interrupts: bool,
+    /// Chance, at each step, that a secure-world driver raises an asynchronous notification
+    /// (a bottom half or a wake-up value) and its interrupt reaches teed. Only profiles with
+    /// asynchronous notifications draw it, so a 3.14 seed replays as it always did.
+    pub notif_interrupt: f64,
 }
 
 impl Default for Faults {
@@ -57,6 +61,7 @@ impl Default for Faults {
             kill_mid_step: 0.002,
             crash_mid_step: 0.001,
             foreign_interrupts: true,
+            notif_interrupt: 0.01,
         }
     }
 }
@@ -94,7 +99,20 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults everywhere, for `seed`.
+    /// Defaults everywhere, for `seed`, with the secure world answering as `profile`.
+    pub fn for_profile(seed: u64, profile: Profile) -> SimConfig {
+        SimConfig {
+            secure: SecureConfig::for_profile(profile),
+            ..SimConfig::new(seed)
+        }
+    }
+
+    /// The OP-TEE profile the secure world answers as.
+    pub fn profile(&self) -> Profile {
+        self.secure.profile
+    }
+
+    /// Defaults everywhere, for `seed` (OP-TEE 3.14).
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,

@@ -2,7 +2,7 @@
 //! test turns one on in [`super::config::Breaks`]) that show the checks catch what they claim.
 
 use optee_abi::msg::{cmd, MsgArg, Param as MsgParam, RawParam};
-use optee_abi::smc::{func, join_u32_pair, Regs};
+use optee_abi::smc::Regs;
 use rand::Rng;
 use tee_proto::teed::{Param, TeedRequest};
 use tee_proto::{Frame, Header};
@@ -80,10 +80,10 @@ impl Sim {
     /// Broken on purpose: a REGISTER_SHM on its way to the secure world gets the cookie of a
     /// registration the secure world already retired in this lifetime.
     pub(crate) fn reuse_a_retired_cookie(&mut self, ram: &mut SharedRam, regs: &Regs) {
-        if regs[0] != u64::from(func::CALL_WITH_ARG) {
+        let arg_pages = self.teed.as_ref().and_then(|t| t.arg_pages());
+        let Some(pa) = crate::harness::message_pa(regs, arg_pages) else {
             return;
-        }
-        let pa = join_u32_pair(regs[1], regs[2]);
+        };
         let Ok(mut arg) = MsgArg::read_from(ram, pa) else {
             return;
         };

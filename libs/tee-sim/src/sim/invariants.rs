@@ -1,8 +1,9 @@
 //! What must hold after every step of every run.
 //!
 //! * No cookie is ever reused: a cookie that left the secure world's registry never comes back.
-//! * A completed orderly shutdown leaves nothing in the secure world: no registration, no
-//!   session, no cached RPC buffer.
+//! * A completed orderly shutdown leaves nothing in the secure world: no registration (teed's
+//!   argument pages included), no session, no cached RPC buffer, no asynchronous notifications
+//!   left started.
 //! * Once the system is quiet and teed serves, the secure world holds nothing teed does not know
 //!   of: no leftover of an earlier boot or incarnation (the journal's promise).
 //! * A client never reaches another client's session or buffer (forged requests are denied).
@@ -99,6 +100,7 @@ impl Checker {
         let known: BTreeSet<u64> = teed
             .registrations()
             .map(|(_, cookie, _, _)| cookie)
+            .chain(teed.arg_pages().map(|(cookie, _, _)| cookie))
             .collect();
         if let Some(r) = sim
             .secure
@@ -191,13 +193,15 @@ fn completed_shutdown(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
-/// The secure world holds no registration, session or cached buffer.
+/// The secure world holds no registration, session or cached buffer, and notifications are
+/// stopped.
 fn nothing_left(sim: &Sim) -> Result<(), SimFailure> {
     let stats = sim.secure.stats();
-    if stats.registrations + stats.sessions + stats.cached_buffers > 0 {
+    if stats.registrations + stats.sessions + stats.cached_buffers > 0 || stats.notif_started {
         return Err(sim.fail(format!(
-            "completed shutdown left {} registrations, {} sessions, {} cached buffers",
-            stats.registrations, stats.sessions, stats.cached_buffers
+            "completed shutdown left {} registrations, {} sessions, {} cached buffers, \
+             notifications started {}",
+            stats.registrations, stats.sessions, stats.cached_buffers, stats.notif_started
         )));
     }
     Ok(())

@@ -58,6 +58,8 @@ pub struct SimStats {
     pub coredump_chunks: u64,
     pub orphans_resumed: u64,
     pub reclaimed: u64,
+    /// Asynchronous notifications raised while started (4.x profile), each an interrupt to teed.
+    pub notifications: u64,
 }
 
 /// One incarnation of a client server.
@@ -306,6 +308,9 @@ impl Sim {
             return Ok(());
         }
         let f = self.cfg.faults;
+        if self.cfg.secure.profile.has_async_notif() && self.rng.gen_bool(f.notif_interrupt) {
+            self.notification();
+        }
         if self.rng.gen_bool(f.kill_mid_step) {
             let server =
                 [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd][self.rng.gen_range(0..3)];
@@ -317,6 +322,26 @@ impl Sim {
             self.init.request_crash(self.now, false);
         }
         self.drain_init()
+    }
+
+    /// A secure-world driver raises an asynchronous notification: the bottom-half value or a
+    /// wake-up value. While notifications are started its interrupt reaches teed at once, as an
+    /// interrupt would; otherwise the driver sends nothing (notif.c).
+    fn notification(&mut self) {
+        let value = if self.rng.gen_bool(0.5) {
+            0
+        } else {
+            self.rng.gen_range(1..=8)
+        };
+        if self.secure.raise_async_notif(value).is_err() {
+            return;
+        }
+        self.note(format!("notification {value}"));
+        self.stats.notifications += 1;
+        if let Some(teed) = self.teed.as_mut() {
+            teed.notification_interrupt(self.now);
+        }
+        self.drain_teed();
     }
 
     /// Earliest timer of any core; fires it. False when no timer is armed.

@@ -75,7 +75,8 @@ pub struct UpArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TpmCommand {
-    /// TPM2_Startup(CLEAR): needed once per normal-world boot.
+    /// TPM2_Startup(CLEAR); "already started" (TPM_RC_INITIALIZE) counts as success: the fTPM
+    /// TA starts the TPM itself once per secure-world lifetime.
     Startup,
     /// TPM2_GetRandom.
     Getrandom {

@@ -1,6 +1,12 @@
 //! The call engine: every SMC teed makes, and the yielding calls built from them
 //! (CALL_WITH_ARG, ETHREAD_LIMIT waits, RPCs and RETURN_FROM_RPC).
 //!
+//! How a call names its message depends on the secure world ([`ArgMode`]): OP-TEE 3.14 takes
+//! CALL_WITH_ARG at the slot's address; with SEC_CAP_RPC_ARG (OP-TEE 4.x) the RPC struct follows
+//! the message in its slot, and once teed's argument pages are registered every call is
+//! CALL_WITH_REGD_ARG naming their cookie and the slot's offset (Linux's smc_abi.c
+//! optee_smc_do_call_with_arg makes the same choice).
+//!
 //! A call is a state, not a blocking loop: each SMC is an effect, and the returned registers come
 //! back through [`CallEngine::on_call_return`], so several calls can be inside the secure world at
 //! once (one per secure thread) and the simulator can stop the normal world between any two of
@@ -21,7 +27,8 @@ use optee_abi::msg::MsgArg;
 use optee_abi::smc::{func, ret, rpc as smc_rpc, split_u64, Regs};
 use tee_proto::WireError;
 
-use crate::call::{FastCall, Outcome, Pending};
+use crate::abi::state::SecureAbi;
+use crate::call::{AbiFast, FastCall, Outcome, Pending};
 use crate::config::{Bounds, Deadlines, Millis, TeedConfig};
 use crate::registry::Registry;
 use crate::types::{Call, CallId, CallStatus, ClientId, Effect, Purpose, SmcToken, TeedStats};
@@ -47,6 +54,19 @@ impl ArgSlots {
     }
 }
 
+/// How a yielding call names its message slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArgMode {
+    /// CALL_WITH_ARG at the slot's physical address (no SEC_CAP_RPC_ARG).
+    Plain,
+    /// CALL_WITH_RPC_ARG at the slot's physical address, the RPC struct after the message:
+    /// with SEC_CAP_RPC_ARG while the argument pages are not registered (the probe before it
+    /// registers them, the shutdown once it unregistered them).
+    RpcArg,
+    /// CALL_WITH_REGD_ARG: the slots' pages are registered under `cookie`, starting at `base`.
+    Registered { cookie: u64, base: u64 },
+}
+
 /// Owner of the SMC stream: tokens, outstanding calls, message slots, notifications.
 pub(crate) struct CallEngine {
     deadlines: Deadlines,
@@ -54,6 +74,10 @@ pub(crate) struct CallEngine {
     /// Seed bug 376e4199e327: driver-private RPC buffers are registered like client buffers.
     register_private_buffers: bool,
     args: ArgSlots,
+    arg_mode: ArgMode,
+    /// Where each call's RPC struct lies, for calls that supplied one: RPC commands are read
+    /// and answered there, whatever cookie RPC CMD names.
+    rpc_args: BTreeMap<CallId, u64>,
     calls: BTreeMap<CallId, Call>,
     next_call: CallId,
     pending: BTreeMap<SmcToken, Pending>,
@@ -65,6 +89,9 @@ pub(crate) struct CallEngine {
     notif_sent: BTreeSet<u64>,
     /// Every counter of the server: all its machines act through the engine.
     pub stats: TeedStats,
+    /// What the secure world's interface offers, and teed's argument pages and notification
+    /// reader built on it: how every call is made depends on it.
+    pub abi: SecureAbi,
 }
 
 impl CallEngine {
@@ -75,6 +102,8 @@ impl CallEngine {
             bounds: cfg.bounds,
             register_private_buffers: cfg.seed_bugs.register_private_buffers,
             args: ArgSlots::default(),
+            arg_mode: ArgMode::Plain,
+            rpc_args: BTreeMap::new(),
             calls: BTreeMap::new(),
             next_call: 1,
             pending: BTreeMap::new(),
@@ -83,6 +112,7 @@ impl CallEngine {
             notif_waiters: BTreeMap::new(),
             notif_sent: BTreeSet::new(),
             stats: TeedStats::default(),
+            abi: SecureAbi::default(),
         }
     }
 
@@ -128,6 +158,56 @@ impl CallEngine {
         self.args.pas.get(slot).copied()
     }
 
+    /// Every message slot's address.
+    pub fn slot_pas(&self) -> &[u64] {
+        &self.args.pas
+    }
+
+    /// How calls name their message from now on.
+    pub fn set_arg_mode(&mut self, mode: ArgMode) {
+        self.arg_mode = mode;
+    }
+
+    /// The first registers of a call whose `len`-byte message is at `pa`, and where its RPC
+    /// struct goes when it has one.
+    fn call_regs(&self, pa: u64, len: usize) -> (Regs, Option<u64>) {
+        let rpc_arg = pa + len as u64;
+        match self.arg_mode {
+            ArgMode::Plain => {
+                let (hi, lo) = split_u64(pa);
+                (
+                    [u64::from(func::CALL_WITH_ARG), hi, lo, 0, 0, 0, 0, 0],
+                    None,
+                )
+            }
+            ArgMode::RpcArg => {
+                let (hi, lo) = split_u64(pa);
+                let regs = [u64::from(func::CALL_WITH_RPC_ARG), hi, lo, 0, 0, 0, 0, 0];
+                (regs, Some(rpc_arg))
+            }
+            ArgMode::Registered { cookie, base } => {
+                let (hi, lo) = split_u64(cookie);
+                let offset = pa.wrapping_sub(base);
+                let regs = [
+                    u64::from(func::CALL_WITH_REGD_ARG),
+                    hi,
+                    lo,
+                    offset,
+                    0,
+                    0,
+                    0,
+                    0,
+                ];
+                (regs, Some(rpc_arg))
+            }
+        }
+    }
+
+    /// Where call `id`'s RPC struct lies, when it supplied one.
+    pub(crate) fn rpc_arg_of(&self, id: CallId) -> Option<u64> {
+        self.rpc_args.get(&id).copied()
+    }
+
     // ---- SMCs ----
 
     fn emit_smc(&mut self, pending: Pending, regs: Regs) -> SmcToken {
@@ -143,6 +223,12 @@ impl CallEngine {
     pub fn fast(&mut self, call: FastCall, function: u32) {
         let regs: Regs = [u64::from(function), 0, 0, 0, 0, 0, 0, 0];
         self.emit_smc(Pending::Fast(call), regs);
+    }
+
+    /// Asks for fast call `function` of the modern interface (no arguments).
+    pub fn abi_fast(&mut self, call: AbiFast, function: u32) {
+        let regs: Regs = [u64::from(function), 0, 0, 0, 0, 0, 0, 0];
+        self.emit_smc(Pending::Abi(call), regs);
     }
 
     /// What the SMC behind `token` was for; `None` when it is not outstanding.
@@ -180,9 +266,12 @@ impl CallEngine {
             self.args.give_back(slot);
             return Err(WireError::OutOfMemory);
         }
-        let (hi, lo) = split_u64(pa);
-        let regs = [u64::from(func::CALL_WITH_ARG), hi, lo, 0, 0, 0, 0, 0];
-        Ok(self.start_yielding(now, purpose, Some(slot), regs, false))
+        let (regs, rpc_arg) = self.call_regs(pa, arg.encoded_len());
+        let id = self.start_yielding(now, purpose, Some(slot), regs, false);
+        if let Some(rpc_arg) = rpc_arg {
+            self.rpc_args.insert(id, rpc_arg);
+        }
+        Ok(id)
     }
 
     /// Starts a yielding call with the given first registers.
@@ -308,6 +397,7 @@ impl CallEngine {
     /// taken until [`CallEngine::thread_freed`], so what the purpose submits next cannot reuse it.
     pub fn end_call(&mut self, id: CallId, outcome: &Outcome) -> Option<Call> {
         let call = self.calls.remove(&id)?;
+        self.rpc_args.remove(&id);
         self.notif_waiters.retain(|_, waiter| *waiter != id);
         match outcome {
             Outcome::Deadline => self.stats.deadline_expiries += 1,

@@ -55,7 +55,8 @@ impl CallEngine {
                 // An orphan's allocation is refused: nothing of this incarnation may be tied to it.
                 answer[1] = 0;
                 answer[2] = 0;
-                if !orphan && self.private_buffer_allowed(reg, size) {
+                let max = self.bounds.max_rpc_buffer_bytes;
+                if !orphan && self.private_buffer_allowed(reg, size, max) {
                     if let Some((cookie, pa)) = reg.alloc_private(size) {
                         (answer[1], answer[2]) = split_u64(pa);
                         (answer[4], answer[5]) = split_u64(cookie);
@@ -78,7 +79,8 @@ impl CallEngine {
             }
             Some(RpcRequest::Cmd { cookie }) => {
                 if !orphan {
-                    let wait = match self.run_rpc_cmd(reg, now, cookie) {
+                    let at = self.rpc_arg_of(id);
+                    let wait = match self.run_rpc_cmd(reg, now, cookie, at) {
                         CmdOutcome::Resume => None,
                         CmdOutcome::Sleep { until } => Some(until),
                         CmdOutcome::WaitNotification { key } => {
@@ -104,12 +106,15 @@ impl CallEngine {
         self.resume_with(id, answer);
     }
 
-    /// Whether the secure world may have another private buffer of `size` bytes (see
-    /// [`crate::config::Bounds`]); a refusal is counted and logged.
-    fn private_buffer_allowed<M: PhysMem>(&mut self, reg: &Registry<M>, size: u64) -> bool {
-        let bounds = self.bounds;
-        let allowed =
-            size <= bounds.max_rpc_buffer_bytes && reg.private.len() < bounds.max_private_buffers;
+    /// Whether the secure world may have another private buffer of `size` bytes, at most
+    /// `max` (see [`crate::config::Bounds`]); a refusal is counted and logged.
+    fn private_buffer_allowed<M: PhysMem>(
+        &mut self,
+        reg: &Registry<M>,
+        size: u64,
+        max: u64,
+    ) -> bool {
+        let allowed = size <= max && reg.private.len() < self.bounds.max_private_buffers;
         if !allowed {
             self.stats.refused_rpc_buffers += 1;
             tracing::warn!(
@@ -121,19 +126,25 @@ impl CallEngine {
         allowed
     }
 
-    /// Runs an RPC command in place and says when the thread may be resumed.
+    /// Runs an RPC command in place and says when the thread may be resumed. A call that
+    /// supplied its RPC struct has it at `rpc_arg` (and RPC CMD names no buffer); any other
+    /// names the private buffer it got by RPC ALLOC.
     fn run_rpc_cmd<M: PhysMem>(
         &mut self,
         reg: &mut Registry<M>,
         now: Millis,
         cookie: u64,
+        rpc_arg: Option<u64>,
     ) -> CmdOutcome {
-        let Some(buf) = reg.private.get(&cookie).copied() else {
-            self.stats.stale_rpc_cookies += 1;
-            tracing::warn!(cookie, "RPC command in a buffer this teed never gave out");
-            return CmdOutcome::Resume;
+        let at = match rpc_arg.or_else(|| reg.private.get(&cookie).map(|buf| buf.run.pa)) {
+            Some(pa) => pa,
+            None => {
+                self.stats.stale_rpc_cookies += 1;
+                tracing::warn!(cookie, "RPC command in a buffer this teed never gave out");
+                return CmdOutcome::Resume;
+            }
         };
-        let Ok(mut arg) = MsgArg::read_from(&reg.mem, buf.run.pa) else {
+        let Ok(mut arg) = MsgArg::read_from(&reg.mem, at) else {
             return CmdOutcome::Resume;
         };
         let mut wake = CmdOutcome::Resume;
@@ -180,20 +191,21 @@ impl CallEngine {
                 self.notify(key);
             }
             (rpc_cmd::SHM_ALLOC, Some(Param::Value { b: size, .. })) => {
-                let allowed = self.private_buffer_allowed(reg, size);
-                let got = if allowed {
-                    reg.alloc_private(size)
+                let max = self.bounds.max_rpc_payload_bytes;
+                let got = if self.private_buffer_allowed(reg, size, max) {
+                    reg.alloc_private_payload(size)
                 } else {
                     None
                 };
                 match got {
-                    Some((shm_cookie, pa)) => {
+                    // More than a page comes as a NONCONTIG page list (alloc_private_payload).
+                    Some(payload) => {
                         arg.params[0] = Param::Tmem {
                             dir: Direction::Out,
-                            buf_ptr: pa,
+                            buf_ptr: payload.buf_ptr,
                             size,
-                            shm_ref: shm_cookie,
-                            noncontig: false,
+                            shm_ref: payload.cookie,
+                            noncontig: payload.noncontig,
                             meta: false,
                         }
                         .into();
@@ -208,14 +220,15 @@ impl CallEngine {
             }
             _ => arg.ret = teec::ERROR_NOT_SUPPORTED,
         }
-        if arg.write_to(&mut reg.mem, buf.run.pa).is_err() {
+        if arg.write_to(&mut reg.mem, at).is_err() {
             tracing::warn!(cookie, "RPC answer could not be written back");
         }
         wake
     }
 
-    /// NOTIFICATION SEND: wakes the call waiting for `key`, or remembers the send.
-    fn notify(&mut self, key: u64) {
+    /// NOTIFICATION SEND (or an asynchronous notification value): wakes the call waiting for
+    /// `key`, or remembers the send.
+    pub(crate) fn notify(&mut self, key: u64) {
         match self.notif_waiters.remove(&key) {
             Some(waiter) if self.calls.contains_key(&waiter) => self.send_next(waiter),
             _ => {

@@ -7,9 +7,10 @@
 use optee_abi::smc::{func, ret, Regs};
 use tee_rt::conduit::SmcConduit;
 
-/// The SMC functions teed issues: the probe's fast calls, the cache switches, and the
-/// yielding-call entry and its RPC return.
-pub const ALLOWED_FUNCTIONS: [u32; 9] = [
+/// The SMC functions teed issues: the probe's fast calls, the cache switches, the yielding-call
+/// entries and their RPC return, and (with a modern secure world, `crate::abi`) the
+/// notification fast calls.
+pub const ALLOWED_FUNCTIONS: [u32; 13] = [
     func::CALLS_UID,
     func::CALLS_REVISION,
     func::GET_OS_REVISION,
@@ -19,6 +20,10 @@ pub const ALLOWED_FUNCTIONS: [u32; 9] = [
     func::ENABLE_SHM_CACHE,
     func::CALL_WITH_ARG,
     func::RETURN_FROM_RPC,
+    func::CALL_WITH_RPC_ARG,
+    func::CALL_WITH_REGD_ARG,
+    func::ENABLE_ASYNC_NOTIF,
+    func::GET_ASYNC_NOTIF_VALUE,
 ];
 
 /// What the gate answers in place of the secure world.
@@ -140,7 +145,7 @@ mod tests {
             u64::from(func::VM_CREATED),
             u64::from(func::VM_DESTROYED),
             u64::from(func::GET_SHM_CONFIG),
-            u64::from(func::CALL_WITH_REGD_ARG),
+            u64::from(func::GET_OS_UUID),
             0,
             u64::from(func::CALLS_UID) | (1 << 32),
         ] {

@@ -19,6 +19,11 @@ const FINAL_PACKAGES: &[&str] = &[
     "teesys-init",
     "teesys-root",
     "teectl",
+    "smc-caps",
+    "tee-redox",
+    "teed-redox",
+    "tpmd-redox",
+    "bnxtd-redox",
     "xtask",
 ];
 
@@ -110,6 +115,28 @@ const CLEAN: &[(&str, &[(&str, &str)])] = &[
             ("libtpms", "\"dev\""),
         ],
     ),
+    ("smc-caps", &[("optee-abi", "null")]),
+    (
+        "tee-redox",
+        &[
+            ("optee-abi", "null"),
+            ("tee-proto", "null"),
+            ("tee-client", "null"),
+        ],
+    ),
+    (
+        "teed-redox",
+        &[
+            ("teed", "null"),
+            ("tee-redox", "null"),
+            ("smc-caps", "null"),
+            ("tee-test-support", "\"dev\""),
+            ("tpmd-redox", "\"dev\""),
+            ("bnxtd-redox", "\"dev\""),
+        ],
+    ),
+    ("tpmd-redox", &[("tpmd", "null"), ("tee-redox", "null")]),
+    ("bnxtd-redox", &[("bnxtd", "null"), ("tee-redox", "null")]),
     ("xtask", &[]),
 ];
 
@@ -168,6 +195,34 @@ fn the_final_layout_is_clean() {
     let mut names = names.clone();
     names.sort_unstable();
     assert_eq!(names, expected, "CLEAN must list every final package");
+}
+
+#[test]
+fn catches_redox_shells_leaning_on_the_hosted_layer_or_on_teed() {
+    let metadata = layout_with(&[
+        ("tee-redox", "tee-rt", "null"),
+        ("tee-redox", "teed", "\"dev\""),
+        ("tpmd-redox", "teed", "\"dev\""),
+        ("smc-caps", "tee-proto", "null"),
+    ]);
+    let rules: Vec<(String, String, &str)> = found(&metadata)
+        .into_iter()
+        .map(|(from, to, _, rule)| (from, to, rule))
+        .collect();
+    let owned = |from: &str, to: &str, rule| (from.to_owned(), to.to_owned(), rule);
+    assert_eq!(
+        rules,
+        [
+            owned("smc-caps", "tee-proto", "smc-caps-on-the-abi-alone"),
+            owned("tee-redox", "tee-rt", "redox-shells-not-hosted"),
+            owned("tee-redox", "teed", "redox-layer-knows-no-server"),
+            owned(
+                "tpmd-redox",
+                "teed",
+                "redox-clients-reach-secure-world-through-teed"
+            ),
+        ]
+    );
 }
 
 #[test]
