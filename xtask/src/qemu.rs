@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::cross::{ensure_target, TARGET};
 use crate::prereq::{ensure_debian_packages, privileged};
-use crate::run::{cargo, CommandExt};
+use crate::run::cargo;
 
 /// Debian packages the QEMU path needs.
 pub const DEBIAN_PACKAGES: &[&str] = &[
@@ -48,6 +48,9 @@ const KERNEL_NEEDS: &[&str] = &[
 ];
 /// Where the apt sources for Debian's source packages are written, when none exist.
 const DEB_SRC_LIST: &str = "/etc/apt/sources.list.d/teesys-deb-src.sources";
+
+/// Bound on one cargo build (a cold cross build takes 2-3 minutes on 2 busy cores).
+const BUILD_BOUND: Duration = Duration::from_secs(1800);
 
 /// The guest's binaries, cross-built.
 const GUEST_PACKAGES: &[&str] = &["teesys-guest", "teed", "tpmd", "bnxtd"];
@@ -90,7 +93,7 @@ pub fn run(root: &Path, args: &QemuArgs) -> Result<(), String> {
     for package in HOST_PACKAGES {
         build.args(["-p", package]);
     }
-    build.status_ok("host build")?;
+    run_bounded(&mut build, BUILD_BOUND, "host build")?;
     let host_bin = target_dir(root).join("debug");
     let mut runs = Vec::new();
     if !args.seed_only {
@@ -549,7 +552,7 @@ fn guest_initramfs(root: &Path, dir: &Path, kexec: &Path, seed: bool) -> Result<
     if seed {
         build.args(["--features", "teed/seed-bugs,bnxtd/seed-bugs"]);
     }
-    build.status_ok("guest cross build")?;
+    run_bounded(&mut build, BUILD_BOUND, "guest cross build")?;
     let built = target_dir(root).join(TARGET).join("release");
     let name = if seed {
         "initramfs-seed-bugs"
