@@ -93,7 +93,7 @@ pub struct Guest {
     /// The Image for kexec is in /tmp (copied from the staging region once per boot).
     kernel_staged: bool,
     after_reset: AfterReset,
-    /// The command whose transition is under way, answered by the next boot's `Hello`.
+    /// The next request id for init's own frames (endpoint hand-outs).
     next_host_request_id: u32,
 }
 
