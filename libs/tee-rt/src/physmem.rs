@@ -170,6 +170,8 @@ pub unsafe fn device_copy_in(src: &[u8], dst: *mut u8) {
 mod tests {
     use super::*;
 
+    /// arch/arm64/mm/mmu.c phys_mem_access_prot maps the carve-out as Device memory: the copies
+    /// stay aligned whatever the buffer's alignment.
     #[test]
     fn device_copies_round_trip_at_every_alignment() {
         let mut backing = vec![0u64; 64];
@@ -186,6 +188,7 @@ mod tests {
         }
     }
 
+    /// drivers/char/mem.c: /dev/mem is char device 1:1; nothing else counts as one.
     #[test]
     fn a_regular_file_is_not_dev_mem_and_hosted_servers_keep_their_ids() {
         let file = tempfile_in_proc();

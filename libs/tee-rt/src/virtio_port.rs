@@ -253,6 +253,7 @@ mod tests {
         dir
     }
 
+    /// drivers/char/virtio_console.c: the port's `name` attribute in sysfs, its node vportNpM.
     #[test]
     fn the_port_is_found_by_name_whatever_its_number() {
         let sys = scratch("sys");

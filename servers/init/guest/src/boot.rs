@@ -163,6 +163,8 @@ mod tests {
         assert_eq!(boot.boot_kind(), BootKind::CrashKernel);
     }
 
+    /// kernel/crash_reserve.c reserves only what `crashkernel=` asks for, so every normal
+    /// kexec carries it, or `kexec -p` finds nothing reserved.
     #[test]
     fn every_normal_kexec_keeps_crashkernel_and_counts_up() {
         let first = parse(QEMU, false);
@@ -184,6 +186,8 @@ mod tests {
         assert_eq!(parse(&third, false).number, 3);
     }
 
+    /// kernel/crash_reserve.c: the crash kernel must not reserve out of its own region; the
+    /// value comes back for the normal boot it kexecs into.
     #[test]
     fn the_crash_kernel_reserves_nothing_and_hands_the_reserve_back() {
         let first = parse(QEMU, false);

@@ -248,6 +248,8 @@ pub fn dev_mem_mappings(maps: &str) -> Vec<(u64, u64)> {
 mod proc_tests {
     use super::*;
 
+    /// fs/proc/array.c (the Uid: line) and fs/proc/task_mmu.c (a file mapping's offset
+    /// column: for /dev/mem, the physical address).
     #[test]
     fn the_real_uid_and_the_dev_mem_windows_are_read_from_proc() {
         let status = "Name:\ttpmd\nUid:\t61001\t61001\t61001\t61001\nGid:\t61001\n";

@@ -173,6 +173,8 @@ mod tests {
         blob.windows(needle.len()).filter(|w| *w == needle).count()
     }
 
+    /// kexec-tools kexec/arch/arm64/kexec-arm64.c (setup_2nd_dtb) would pass these on; they
+    /// become NOPs as libfdt's fdt_nop_property makes them.
     #[test]
     fn crash_only_properties_of_chosen_become_nops_and_nothing_else_moves() {
         let blob = tree();
@@ -187,6 +189,7 @@ mod tests {
         assert_eq!(without_chosen_props(&out, &CRASH_ONLY).unwrap().1, 0);
     }
 
+    /// A blob that is not a flattened device tree (libfdt fdt_check_header's magic) is refused.
     #[test]
     fn garbage_is_refused() {
         assert_eq!(
