@@ -793,7 +793,7 @@ impl Scenario {
         })?;
         self.machine.reset_secure_world()?;
         // Under reboot=shutdown QEMU turns system_reset into a shutdown as well: reset for
-        // this one, then back, so the guest's next reset pauses again (vl.c,
+        // this one, then back, so the guest's next reset pauses again (softmmu/runstate.c,
         // qemu_system_reset_request).
         let action = |reboot: &str| serde_json::json!({ "reboot": reboot });
         let bound = Duration::from_secs(30);
