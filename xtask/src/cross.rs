@@ -55,7 +55,7 @@ fn present<'a>(metadata: &Metadata, wanted: &[&'a str]) -> Vec<&'a str> {
 
 /// Adds the target's standard library through rustup when it is missing. Without rustup (a
 /// distribution's toolchain) there is nobody to ask: the build itself will say if std is absent.
-fn ensure_target(root: &Path) -> Result<(), String> {
+pub(crate) fn ensure_target(root: &Path) -> Result<(), String> {
     let Some(installed) = Command::new("rustup")
         .current_dir(root)
         .args(["target", "list", "--installed"])

@@ -4,14 +4,17 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests (--soak sets TEESYS_SOAK=1)
+  test [--soak]   prerequisites, fmt, tidy, clippy, build, cross, tests, the QEMU scenario and
+                  its seed-bugs run (--soak sets TEESYS_SOAK=1)
   tidy            repository rules only
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   redox           type-check (check, clippy) the Redox daemons for x86_64- and aarch64-unknown-redox
   check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
   bench           not yet built
-  qemu            not yet built
+  qemu [--kexecs N] [--seed-bugs | --seed-only]
+                  the service set under a real arm64 kernel in QEMU: real kexec, kdump, reset
+                  (--seed-bugs also runs the Linux 5.13 build, which must fail on the 4th kexec)
   check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles
   fuzz [TARGET] [--seconds N]  cargo-fuzz targets on nightly (all by default, 60 s each)";
 
@@ -29,7 +32,7 @@ pub enum Command {
         args: Vec<String>,
     },
     Bench,
-    Qemu,
+    Qemu(crate::qemu::QemuArgs),
     CheckModel,
     Fuzz {
         target: Option<String>,
@@ -65,7 +68,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "redox" => no_extra_args(Command::Redox),
         "check-sel4" => no_extra_args(Command::CheckSel4),
         "bench" => no_extra_args(Command::Bench),
-        "qemu" => no_extra_args(Command::Qemu),
+        "qemu" => parse_qemu(rest).map(Command::Qemu),
         "check-model" => no_extra_args(Command::CheckModel),
         "fuzz" => {
             let mut target = None;
@@ -89,6 +92,27 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+fn parse_qemu(rest: &[String]) -> Result<crate::qemu::QemuArgs, String> {
+    let mut args = crate::qemu::QemuArgs::default();
+    let mut words = rest.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--kexecs" => {
+                let value = words.next().ok_or("`--kexecs` needs a number")?;
+                args.kexecs = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("`--kexecs {value}`: not a number of at least 1"))?;
+            }
+            "--seed-bugs" => args.seed_bugs = true,
+            "--seed-only" => args.seed_only = true,
+            other => return Err(format!("unknown option `{other}` for `qemu`")),
+        }
+    }
+    Ok(args)
 }
 
 #[cfg(test)]
@@ -117,8 +141,23 @@ mod tests {
         assert_eq!(parse_words(&["redox"]).unwrap(), Command::Redox);
         assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
         assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
-        assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
         assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
+        assert_eq!(
+            parse_words(&["qemu"]).unwrap(),
+            Command::Qemu(crate::qemu::QemuArgs::default())
+        );
+    }
+
+    #[test]
+    fn qemu_takes_its_kexec_count_and_the_seed_run() {
+        assert_eq!(
+            parse_words(&["qemu", "--kexecs", "20", "--seed-bugs"]).unwrap(),
+            Command::Qemu(crate::qemu::QemuArgs {
+                kexecs: 20,
+                seed_bugs: true,
+                seed_only: false,
+            })
+        );
     }
 
     #[test]
@@ -140,6 +179,8 @@ mod tests {
             .unwrap_err()
             .contains("--fast"));
         assert!(parse_words(&["qemu", "now"]).unwrap_err().contains("now"));
+        assert!(parse_words(&["qemu", "--kexecs", "0"]).is_err());
+        assert!(parse_words(&["qemu", "--kexecs"]).is_err());
         assert!(parse_words(&["cross", "--debug"])
             .unwrap_err()
             .contains("--debug"));

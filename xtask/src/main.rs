@@ -1,8 +1,8 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench`, `qemu`,
-//! `tidy`, `check-model`, `fuzz`.
+//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench`,
+//! `qemu [--kexecs N]`, `tidy`, `check-model`, `fuzz`.
 
 mod check_model;
 mod cross;
@@ -10,6 +10,7 @@ mod flags;
 mod fuzz;
 mod metadata;
 mod prereq;
+mod qemu;
 mod redox;
 mod run;
 mod sel4;
@@ -48,7 +49,9 @@ fn main() -> ExitCode {
         Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
-        Command::Bench | Command::Qemu => {
+        // Its own prerequisites (QEMU, the cross tools) come with it; the stack's too.
+        Command::Qemu(args) => prereq::ensure(&root).and_then(|()| qemu::run(&root, &args)),
+        Command::Bench => {
             println!("not yet built (see issues)");
             return ExitCode::from(EXIT_NOT_AVAILABLE);
         }

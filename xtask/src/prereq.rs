@@ -58,7 +58,7 @@ fn ensure_rustup_components(root: &Path) -> Result<(), String> {
         })
 }
 
-fn ensure_debian_packages(packages: &[&str]) -> Result<(), String> {
+pub(crate) fn ensure_debian_packages(packages: &[&str]) -> Result<(), String> {
     if !Command::new("dpkg-query")
         .arg("--version")
         .succeeds_quietly()
@@ -109,7 +109,7 @@ fn status_means_installed(status: &str) -> bool {
 
 /// A command run as root: directly when we are root, else through `sudo`, non-interactively
 /// when there is no terminal to ask for a password on.
-fn privileged(argv: &[&str]) -> Result<Command, String> {
+pub(crate) fn privileged(argv: &[&str]) -> Result<Command, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("internal error: empty command".into());
     };

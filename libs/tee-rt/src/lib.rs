@@ -13,12 +13,14 @@ pub mod endpoint;
 pub mod event;
 pub mod framing;
 pub mod logging;
+pub mod physmem;
 pub mod ram;
 pub mod secure_link;
 pub mod serve;
 pub mod server;
 pub mod spawn;
 pub mod stream;
+pub mod virtio_port;
 pub mod window;
 
 pub use clock::{Clock, Millis};

@@ -77,6 +77,8 @@ pub struct RamFile {
     map: MmapRaw,
     base: u64,
     size: u64,
+    /// Mapped from `/dev/mem` (the QEMU guest's carve-out): Device memory, copied aligned.
+    device: bool,
 }
 
 impl RamFile {
@@ -114,13 +116,24 @@ impl RamFile {
             .map_raw(&file)
             .map_err(|e| io_error("mmap", e))?;
         tracing::debug!(path = %path.display(), base, size, "ram file mapped");
-        Ok(Self { map, base, size })
+        Ok(Self {
+            map,
+            base,
+            size,
+            device: false,
+        })
     }
 
     /// Maps `size` bytes of a RAM file handed over as a descriptor (opened read-write), at
     /// physical `base`. The file is never resized here: it must already hold `size` bytes. The
     /// descriptor is closed once mapped; the mapping stays valid without it.
+    ///
+    /// In the QEMU guest the descriptor is `/dev/mem` (see [`crate::physmem`]): then exactly
+    /// `[base, base + size)` of physical memory is mapped, and the device is closed again.
     pub fn from_fd(fd: OwnedFd, base: u64, size: u64) -> Result<Self, RamError> {
+        if crate::physmem::is_dev_mem(&fd) {
+            return Self::from_phys_grant(fd, base, size);
+        }
         let file = File::from(fd);
         let len = file_len(&file)?;
         if len < size {
@@ -136,6 +149,36 @@ impl RamFile {
         Self::map_file(&file, base, len)
     }
 
+    /// Maps physical `[base, base + size)` through a `/dev/mem` grant (opened here if it is an
+    /// `O_PATH` descriptor), then closes the device: the mapping is all this process keeps.
+    /// The process is marked to give up root once started ([`crate::physmem::drop_privilege`]).
+    pub fn from_phys_grant(fd: OwnedFd, base: u64, size: u64) -> Result<Self, RamError> {
+        let map_len = check_window(base, size)?;
+        let fd_error = |action| move |source| RamError::FdIo { action, source };
+        if base % optee_abi::mem::PAGE_SIZE_U64 != 0 || size % optee_abi::mem::PAGE_SIZE_U64 != 0 {
+            return Err(RamError::WindowOverflow { base, size });
+        }
+        let file = crate::physmem::open_granted(fd).map_err(fd_error("open /dev/mem"))?;
+        crate::physmem::mark_phys_grant_used();
+        let map = MmapOptions::new()
+            .offset(base)
+            .len(map_len)
+            .map_raw(&file)
+            .map_err(fd_error("mmap /dev/mem"))?;
+        drop(file);
+        tracing::info!(
+            base = format_args!("{base:#x}"),
+            size,
+            "physical window mapped; /dev/mem closed"
+        );
+        Ok(Self {
+            map,
+            base,
+            size,
+            device: true,
+        })
+    }
+
     fn map_file(file: &File, base: u64, size: u64) -> Result<Self, RamError> {
         let map_len = check_window(base, size)?;
         let map = MmapOptions::new()
@@ -146,7 +189,12 @@ impl RamFile {
                 source,
             })?;
         tracing::debug!(base, size, "ram descriptor mapped");
-        Ok(Self { map, base, size })
+        Ok(Self {
+            map,
+            base,
+            size,
+            device: false,
+        })
     }
 
     /// Puts the memory object `window` (a client's window, see [`crate::window`]) at physical
@@ -236,6 +284,11 @@ fn check_window(base: u64, size: u64) -> Result<usize, RamError> {
 impl PhysMem for RamFile {
     fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
         let offset = self.checked_offset(pa, buf.len())?;
+        if self.device {
+            // SAFETY: as below; Device memory is only ever read aligned (physmem).
+            unsafe { crate::physmem::device_copy_out(self.map.as_ptr().add(offset), buf) };
+            return Ok(());
+        }
         // SAFETY: `checked_offset` proved `offset + buf.len() <= size`, the mapped length, so the
         // source lies inside the live mapping; `buf` is a distinct Rust allocation. Concurrent
         // writers in other processes can only change the bytes read, not their validity as u8.
@@ -251,6 +304,11 @@ impl PhysMem for RamFile {
 
     fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
         let offset = self.checked_offset(pa, data.len())?;
+        if self.device {
+            // SAFETY: as below; Device memory is only ever written aligned (physmem).
+            unsafe { crate::physmem::device_copy_in(data, self.map.as_mut_ptr().add(offset)) };
+            return Ok(());
+        }
         // SAFETY: as in `read`: the destination range is inside the writable shared mapping
         // (opened read-write), and `data` cannot overlap it because no reference into the
         // mapping is ever handed out.

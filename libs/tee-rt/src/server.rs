@@ -111,6 +111,42 @@ pub fn map_ram(fd: OwnedFd) -> Result<RamFile, RamError> {
     RamFile::from_fd_whole(fd, DEFAULT_RAM_BASE)
 }
 
+/// Maps teed's RAM grant: hosted, the whole RAM file ([`map_ram`]); in the QEMU guest, where
+/// the grant is `/dev/mem`, the one span of physical memory that covers every window `hello`
+/// names (the shm frames, the clients' windows and the journal: the carve-out), and no more.
+pub fn map_ram_for(fd: OwnedFd, hello: &InitRequest) -> Result<RamFile, RamError> {
+    if !crate::physmem::is_dev_mem(&fd) {
+        return map_ram(fd);
+    }
+    let span = hello_span(hello).ok_or(RamError::ZeroSize)?;
+    RamFile::from_phys_grant(fd, span.base, span.len)
+}
+
+/// The smallest window covering every non-empty window of teed's `Hello`.
+fn hello_span(hello: &InitRequest) -> Option<tee_proto::lifecycle::RamWindow> {
+    let InitRequest::Hello {
+        ram,
+        journal,
+        windows,
+        ..
+    } = hello
+    else {
+        return None;
+    };
+    let all = [*ram, *journal, windows.tpmd, windows.bnxtd];
+    let mut present = all.iter().filter(|window| window.len > 0);
+    let first = present.next()?;
+    let (mut start, mut end) = (first.base, first.base.checked_add(first.len)?);
+    for window in present {
+        start = start.min(window.base);
+        end = end.max(window.base.checked_add(window.len)?);
+    }
+    Some(tee_proto::lifecycle::RamWindow {
+        base: start,
+        len: end - start,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -195,6 +231,33 @@ mod tests {
         let (seqpacket, _) = Endpoint::pair().unwrap();
         let error = stream_socket(seqpacket.into_fd()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn teeds_physical_span_covers_every_window_of_its_hello() {
+        use tee_proto::lifecycle::ClientWindows;
+        let window = |base, len| RamWindow { base, len };
+        let mut body = hello();
+        if let InitRequest::Hello {
+            ram,
+            journal,
+            windows,
+            ..
+        } = &mut body
+        {
+            *ram = window(0xB800_0000, 100 << 20);
+            *windows = ClientWindows {
+                tpmd: window(0xBE40_0000, 64 << 10),
+                bnxtd: window(0xBE41_0000, 16 << 20),
+            };
+            *journal = window(0xBF41_0000, 128 << 10);
+        }
+        assert_eq!(
+            hello_span(&body),
+            Some(window(0xB800_0000, 0xBF43_0000 - 0xB800_0000))
+        );
+        assert_eq!(hello_span(&hello()), None);
+        assert_eq!(hello_span(&InitRequest::Status), None);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! conduit is served on a thread around one `Mutex`: every SMC and every control request runs
 //! alone against the model, as SMCs on one core would.
 
+mod qemu_port;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -128,6 +130,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         resets: 0,
     }));
     let control = tee_rt::spawn::secure_control_from_env()?;
+    // Under QEMU the launcher also hands down the guest's SMC port (qemu_port).
+    qemu_port::serve_inherited(&machine)?;
     tracing::info!(optee = %args.optee, "secure world up");
     serve_control(&control, &machine);
     tracing::info!("control channel closed; nobody can reach the secure world any more");

@@ -25,7 +25,7 @@ mod control_state;
 mod event_loop;
 mod ops;
 pub mod paths;
-mod procs;
+pub mod procs;
 mod secure_link;
 mod shell;
 pub mod status;

@@ -24,11 +24,11 @@ use tee_proto::teed::TeedResponse;
 use tee_proto::{accept_request, Frame, Generation, Incoming, Interface, LifecycleInterface};
 use tee_proto::{TeedInterface, FRAME_MAX};
 use tee_rt::clock::Millis;
-use tee_rt::conduit::UnixConduit;
 use tee_rt::event::{PollSet, Readiness};
 use tee_rt::ram::RamFile;
 use tee_rt::serve::{single_endpoint, Handler, Io, StartError};
-use tee_rt::server::{map_ram, stream_socket};
+use tee_rt::server::map_ram_for;
+use tee_rt::virtio_port::GrantedConduit;
 use teed::{Effect, Teed, TeedConfig};
 
 use self::clients::ClientEndpoints;
@@ -43,13 +43,28 @@ const CONDUIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs teed on the lifecycle endpoint init gave it.
 pub fn run() -> ExitCode {
-    tee_rt::serve::main::<TeedShell>(TeedConfig::new())
+    tee_rt::serve::main::<TeedShell>(config())
+}
+
+/// The production configuration; a `seed-bugs` build (a QEMU test build, never a release
+/// artifact) runs the Linux 5.13 behaviour of the bnxt seed instead: no hardening, bnxtd's
+/// buffer dma-buf backed (drivers/firmware/broadcom/tee_bnxt_fw.c before 914ab19e471d).
+fn config() -> TeedConfig {
+    #[allow(unused_mut)]
+    let mut config = TeedConfig::new();
+    #[cfg(feature = "seed-bugs")]
+    {
+        config.hardening = teed::Hardening::LINUX;
+        config.seed_bugs.bnxtd_dma_buf = true;
+        tracing::warn!("seed-bugs build: the Linux 5.13 behaviour, not for use");
+    }
+    config
 }
 
 /// The state of the running shell.
 pub struct TeedShell {
     core: Teed<RamFile>,
-    gate: SmcGate<UnixConduit>,
+    gate: SmcGate<GrantedConduit>,
     clients: ClientEndpoints,
 }
 
@@ -63,12 +78,10 @@ impl Handler for TeedShell {
         hello: &Frame<InitRequest>,
         grants: TeedGrants<OwnedFd>,
     ) -> Result<TeedShell, StartError> {
-        let stream = stream_socket(grants.conduit).map_err(StartError::grant("conduit"))?;
-        stream
-            .set_read_timeout(Some(CONDUIT_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(CONDUIT_TIMEOUT)))
+        // A stream socket hosted, the virtio port in the QEMU guest (tee_rt::virtio_port).
+        let conduit = GrantedConduit::from_grant(grants.conduit, CONDUIT_TIMEOUT)
             .map_err(StartError::grant("conduit"))?;
-        let mut ram = map_ram(grants.ram)?;
+        let mut ram = map_ram_for(grants.ram, &hello.body)?;
         if let InitRequest::Hello {
             ram: frames,
             journal,
@@ -94,7 +107,7 @@ impl Handler for TeedShell {
         }
         Ok(TeedShell {
             core: Teed::new(config, ram),
-            gate: SmcGate::new(UnixConduit::from_stream(stream)),
+            gate: SmcGate::new(conduit),
             clients: ClientEndpoints::default(),
         })
     }
