@@ -8,7 +8,8 @@ commands:
   tidy            repository rules only
   cross           release build of the root task and the servers for aarch64-unknown-linux-musl
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
-  bench           not yet built
+  bench [--quick] release build, then every benchmark figure into BENCHMARKS.md
+                  (--quick: tiny counts into target/bench-quick/)
   qemu            not yet built";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub enum Command {
     Tidy,
     Cross,
     Demo { args: Vec<String> },
-    Bench,
+    Bench { quick: bool },
     Qemu,
 }
 
@@ -47,7 +48,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }),
         "tidy" => no_extra_args(Command::Tidy),
         "cross" => no_extra_args(Command::Cross),
-        "bench" => no_extra_args(Command::Bench),
+        "bench" => match rest {
+            [] => Ok(Command::Bench { quick: false }),
+            [flag] if flag == "--quick" => Ok(Command::Bench { quick: true }),
+            [other, ..] => Err(format!("unknown option `{other}` for `bench`")),
+        },
         "qemu" => no_extra_args(Command::Qemu),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -76,7 +81,14 @@ mod tests {
         );
         assert_eq!(parse_words(&["tidy"]).unwrap(), Command::Tidy);
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
-        assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
+        assert_eq!(
+            parse_words(&["bench"]).unwrap(),
+            Command::Bench { quick: false }
+        );
+        assert_eq!(
+            parse_words(&["bench", "--quick"]).unwrap(),
+            Command::Bench { quick: true }
+        );
         assert_eq!(parse_words(&["qemu"]).unwrap(), Command::Qemu);
     }
 

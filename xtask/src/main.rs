@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench`, `qemu`, `tidy`.
+//! Subcommands: `test [--soak]`, `cross`, `demo [ARGS...]`, `bench [--quick]`, `qemu`, `tidy`.
 
+mod bench;
 mod cross;
 mod flags;
 mod metadata;
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
         Command::Cross => cross::run(&root),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
-        Command::Bench | Command::Qemu => {
+        Command::Bench { quick } => bench::run(&root, quick),
+        Command::Qemu => {
             println!("not yet built (see issues)");
             return ExitCode::from(EXIT_NOT_AVAILABLE);
         }

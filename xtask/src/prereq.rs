@@ -58,7 +58,7 @@ fn ensure_rustup_components(root: &Path) -> Result<(), String> {
         })
 }
 
-fn ensure_debian_packages(packages: &[&str]) -> Result<(), String> {
+pub fn ensure_debian_packages(packages: &[&str]) -> Result<(), String> {
     if !Command::new("dpkg-query")
         .arg("--version")
         .succeeds_quietly()

@@ -19,6 +19,7 @@ const FINAL_PACKAGES: &[&str] = &[
     "teesys-init",
     "teesys-root",
     "teectl",
+    "teesys-bench",
     "xtask",
 ];
 
@@ -108,6 +109,14 @@ const CLEAN: &[(&str, &[(&str, &str)])] = &[
             ("teed", "null"),
             ("tpmd", "null"),
             ("libtpms", "\"dev\""),
+        ],
+    ),
+    (
+        "teesys-bench",
+        &[
+            ("teectl", "null"),
+            ("tee-sim", "null"),
+            ("tee-test-support", "null"),
         ],
     ),
     ("xtask", &[]),
