@@ -33,6 +33,10 @@ struct Args {
     /// Kexec cycles of the hosted stack (RSS is compared before and after them).
     #[arg(long)]
     kexecs: Option<usize>,
+    /// Only the sections whose names contain this (hops, hosted stack, registration scale,
+    /// simulator): for working on one figure.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// Iteration counts of one run.
@@ -117,14 +121,22 @@ fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let mut figures = Vec::new();
     let mut breakdown = Vec::new();
-    section("hops", || {
+    let only = args.only.as_deref().unwrap_or("");
+    let section = |name: &str, body: &mut dyn FnMut() -> Result<(), String>| {
+        if name.contains(only) {
+            section(name, body);
+        }
+    };
+    section("hops", &mut || {
         hop_figures(&plan, &scratch, &mut figures, &mut breakdown)
     });
-    section("hosted stack", || {
+    section("hosted stack", &mut || {
         stack_figures(&plan, &scratch, &mut figures, &mut breakdown)
     });
-    section("registration scale", || scale_figures(&plan, &mut figures));
-    section("simulator", || sim_figures(&plan, &mut figures));
+    section("registration scale", &mut || {
+        scale_figures(&plan, &mut figures)
+    });
+    section("simulator", &mut || sim_figures(&plan, &mut figures));
     figures.push(qemu_figure());
     let _ = std::fs::remove_dir_all(&scratch);
     let run = Run {
@@ -141,7 +153,7 @@ fn run(args: &Args) -> Result<(), String> {
 
 /// Runs one section; a failure becomes a line on stderr and the section's figures go missing
 /// (the report shows them as not measured).
-fn section(name: &str, body: impl FnOnce() -> Result<(), String>) {
+fn section(name: &str, body: &mut dyn FnMut() -> Result<(), String>) {
     eprintln!("teesys-bench: {name}");
     if let Err(error) = body() {
         eprintln!("teesys-bench: {name} failed: {error}");

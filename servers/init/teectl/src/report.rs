@@ -116,8 +116,17 @@ fn run(
     Ok(series)
 }
 
-/// The simulated panels' data; `kexec_ms` is left for the caller.
+/// The simulated panels' data; `kexec_ms` is left for the caller. The simulated worlds' own
+/// logs (the seed behaviour's refusals, warned at every boot) stay out of the operator's
+/// terminal.
 pub fn simulate() -> Result<Lifecycle, ReportError> {
+    tracing::subscriber::with_default(
+        tracing::subscriber::NoSubscriber::default(),
+        simulate_quietly,
+    )
+}
+
+fn simulate_quietly() -> Result<Lifecycle, ReportError> {
     let linux_5_13 = run(
         "Linux 5.13 (no bnxt .shutdown, dma-buf buffer)",
         linux_5_13_config(),
