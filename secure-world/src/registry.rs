@@ -254,7 +254,7 @@ impl ShmRegistry {
     /// Registrations, newest first (the lookup order).
     pub fn infos(&self) -> impl Iterator<Item = RegistrationInfo> + '_ {
         let mut newest_first: Vec<&Registration> = self.entries.values().collect();
-        newest_first.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        newest_first.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
         newest_first.into_iter().map(|r| RegistrationInfo {
             cookie: r.cookie,
             pages: r.num_pages,
