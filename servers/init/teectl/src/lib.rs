@@ -231,9 +231,14 @@ fn tpm_command(paths: &StatePaths, output: Output, command: TpmCommand) -> Resul
                 TpmCommand::Getrandom { .. } => tpm::random_bytes(answer),
                 TpmCommand::Pcrread { .. } => tpm::first_digest(answer),
             };
+            // The fTPM TA starts the TPM itself (fTPM.c TA_CreateEntryPoint): Startup answers
+            // TPM_RC_INITIALIZE, "already started", which Linux's tpm2 driver accepts too.
+            let already_started =
+                matches!(command, TpmCommand::Startup) && answer.rc == tpm::TPM_RC_INITIALIZE;
             let human = match (&data, answer.rc) {
                 (Some(data), 0) => hex(data),
                 (None, 0) => "TPM_RC_SUCCESS".into(),
+                _ if already_started => "TPM_RC_INITIALIZE (already started)".into(),
                 (_, rc) => format!("TPM error rc {rc:#x}"),
             };
             (
@@ -243,7 +248,7 @@ fn tpm_command(paths: &StatePaths, output: Output, command: TpmCommand) -> Resul
                     hex: data.as_deref().map(hex),
                 },
                 human,
-                answer.rc == 0,
+                answer.rc == 0 || already_started,
             )
         }
     };
