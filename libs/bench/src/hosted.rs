@@ -17,6 +17,17 @@ use crate::stats::Samples;
 /// Names the loopback TCP port of tpmd's swtpm data channel (tpmd's shell reads it).
 const TPMD_TCP_ENV: &str = "TPMD_SWTPM_TCP_PORT";
 
+/// What one kexec took, from outside and as init counts it (ms, its clock's granularity).
+#[derive(Debug, Clone, Copy)]
+pub struct KexecTiming {
+    pub wall: Duration,
+    pub init_ms: u64,
+    /// The shutdown IPC, from its start to the transition.
+    pub shutdown_ms: Option<u64>,
+    /// Each server's shutdown (teed, tpmd, bnxtd), from `Shutdown` to its ack.
+    pub server_shutdown_ms: [Option<u64>; 3],
+}
+
 /// A running stack in a scratch state directory; `down` on drop.
 pub struct Stack {
     pub paths: StatePaths,
@@ -60,15 +71,21 @@ impl Stack {
     }
 
     /// One orderly kexec: the wall time from the request to init's report (the next boot
-    /// settled, every server ready), and init's own figure in ms.
-    pub fn kexec(&self, control: &mut Control) -> Result<(Duration, u64), String> {
+    /// settled, every server ready), and init's own figures.
+    pub fn kexec(&self, control: &mut Control) -> Result<KexecTiming, String> {
         let start = Instant::now();
         let report = control.op(ControlRequest::Kexec).map_err(err)?;
-        let took = start.elapsed();
+        let wall = start.elapsed();
         if report.outcome != OpOutcome::Completed {
             return Err(format!("kexec did not complete: {:?}", report.outcome));
         }
-        Ok((took, report.took_ms))
+        let shutdown = report.shutdown.as_ref();
+        Ok(KexecTiming {
+            wall,
+            init_ms: report.took_ms,
+            shutdown_ms: shutdown.and_then(|s| s.took_ms),
+            server_shutdown_ms: shutdown.map_or([None; 3], |s| s.servers.map(|line| line.took_ms)),
+        })
     }
 
     pub fn control(&self) -> Result<Control, String> {
@@ -88,6 +105,24 @@ impl Stack {
         let mut driver = BnxtDriver::connect(&self.paths).map_err(err)?;
         driver.load().map_err(err)?;
         Ok(driver)
+    }
+
+    /// The pids of the secure world, teed and tpmd (the processes a TPM command crosses).
+    pub fn tpm_path_pids(&self) -> Result<Vec<(&'static str, u32)>, String> {
+        let status = self.status()?;
+        let secure = stack::read_pid(&self.paths, stack::SECURE_WORLD)
+            .ok_or("no pid file for the secure world")?;
+        let server = |kind: ServerKind| {
+            status
+                .server(kind)
+                .pid
+                .ok_or_else(|| format!("{} has no process", stack::server_name(kind)))
+        };
+        Ok(vec![
+            ("tpmd", server(ServerKind::Tpmd)?),
+            ("teed", server(ServerKind::Teed)?),
+            ("secure world", secure),
+        ])
     }
 
     /// Every long-lived process: name, sample.
@@ -122,6 +157,17 @@ impl Drop for Stack {
         }
         let _ = std::fs::remove_dir_all(self.paths.dir());
     }
+}
+
+/// CPU time a process has used (user, system), in seconds, from /proc/PID/stat (clock ticks of
+/// 10 ms: meaningful over many operations only).
+pub fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? / 100.0, ticks(12)? / 100.0))
 }
 
 /// The floor of a kexec's restarts: start and reap the three server binaries (each exits at
