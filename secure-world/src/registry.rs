@@ -4,6 +4,7 @@
 //! found first), no overlap check, per-registration bookkeeping on the core heap, and an
 //! unregister that must wait while an invocation still uses the buffer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use optee_abi::mem::{PhysMem, PAGE_SIZE_U64};
@@ -91,10 +92,17 @@ struct Registration {
     charge: HeapBlock,
 }
 
-/// Every live registration, oldest first.
+/// Every live registration. Upstream keeps a list searched from the newest (mobj_dyn_shm.c
+/// reg_shm_find_unlocked); the model answers the same lookups through hashed indexes, so that
+/// its own cost stays flat at 100k registrations. Ids grow with every registration, so id
+/// order is age order: `by_cookie` keeps the newest of a duplicate cookie last, and
+/// introspection sorts by id.
 #[derive(Default)]
 pub(crate) struct ShmRegistry {
-    entries: Vec<Registration>,
+    entries: HashMap<RegId, Registration>,
+    /// Ids carrying each cookie, oldest first (duplicates are allowed, as upstream).
+    by_cookie: HashMap<u64, Vec<RegId>>,
+    registered_bytes: u64,
     next_id: RegId,
 }
 
@@ -136,25 +144,32 @@ impl ShmRegistry {
             start: page_offset,
         };
         self.next_id += 1;
-        self.entries.push(Registration {
-            id: self.next_id,
-            cookie,
-            size,
-            buffer: NwBuffer::new(backing, mobj_size),
-            num_pages,
-            users: 0,
-            releasing: false,
-            charge,
-        });
+        let id = self.next_id;
+        self.by_cookie.entry(cookie).or_default().push(id);
+        self.registered_bytes = self.registered_bytes.saturating_add(size);
+        self.entries.insert(
+            id,
+            Registration {
+                id,
+                cookie,
+                size,
+                buffer: NwBuffer::new(backing, mobj_size),
+                num_pages,
+                users: 0,
+                releasing: false,
+                charge,
+            },
+        );
         Ok(())
     }
 
     fn newest(&self, cookie: u64) -> Option<&Registration> {
-        self.entries.iter().rev().find(|r| r.cookie == cookie)
+        let id = self.by_cookie.get(&cookie)?.last()?;
+        self.entries.get(id)
     }
 
     fn by_id(&mut self, id: RegId) -> Option<&mut Registration> {
-        self.entries.iter_mut().find(|r| r.id == id)
+        self.entries.get_mut(&id)
     }
 
     /// Takes a user reference on the newest registration with `cookie` and returns its whole
@@ -180,8 +195,8 @@ impl ShmRegistry {
     /// True when the registration `id` waits for release and has no user left.
     pub fn ready_to_free(&self, id: RegId) -> bool {
         self.entries
-            .iter()
-            .any(|r| r.id == id && r.releasing && r.users == 0)
+            .get(&id)
+            .is_some_and(|r| r.releasing && r.users == 0)
     }
 
     /// Starts unregistering the newest registration with `cookie`.
@@ -209,8 +224,14 @@ impl ShmRegistry {
 
     /// Frees the registration `id` (its last user is gone).
     pub fn free(&mut self, heap: &mut Heap, id: RegId) {
-        if let Some(at) = self.entries.iter().position(|r| r.id == id) {
-            let reg = self.entries.remove(at);
+        if let Some(reg) = self.entries.remove(&id) {
+            if let Some(ids) = self.by_cookie.get_mut(&reg.cookie) {
+                ids.retain(|&other| other != id);
+                if ids.is_empty() {
+                    self.by_cookie.remove(&reg.cookie);
+                }
+            }
+            self.registered_bytes = self.registered_bytes.saturating_sub(reg.size);
             heap.free(reg.charge);
         }
     }
@@ -218,6 +239,8 @@ impl ShmRegistry {
     /// Forgets everything (machine reset; the heap is reset by the caller).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.by_cookie.clear();
+        self.registered_bytes = 0;
     }
 
     pub fn len(&self) -> usize {
@@ -225,12 +248,14 @@ impl ShmRegistry {
     }
 
     pub fn registered_bytes(&self) -> u64 {
-        self.entries.iter().map(|r| r.size).sum()
+        self.registered_bytes
     }
 
     /// Registrations, newest first (the lookup order).
     pub fn infos(&self) -> impl Iterator<Item = RegistrationInfo> + '_ {
-        self.entries.iter().rev().map(|r| RegistrationInfo {
+        let mut newest_first: Vec<&Registration> = self.entries.values().collect();
+        newest_first.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        newest_first.into_iter().map(|r| RegistrationInfo {
             cookie: r.cookie,
             pages: r.num_pages,
             size: r.size,

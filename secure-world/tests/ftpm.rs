@@ -199,8 +199,49 @@ fn the_ta_starts_the_tpm_itself_and_a_normal_world_startup_answers_initialize() 
     let a = random16(&mut sw, &mut nw, &client);
     let b = random16(&mut sw, &mut nw, &client);
     assert_ne!(a, b);
-    assert_eq!(get_time_rpcs(&nw), 3);
-    // Each call suspended in RPC and came back: every thread is free again.
+    // None of the three changed NV, so none went out to the normal world (NVMem.c writes back
+    // only dirty blocks): each ran and answered in one call.
+    assert_eq!(get_time_rpcs(&nw), 0);
+    assert_eq!(sw.stats().threads_suspended, 0);
+    disconnect(&mut sw, &mut nw, client);
+}
+
+/// ms-tpm-20-ref optee_ta fTPM platform/NVMem.c: `_plat__NvCommit` writes the dirty NV blocks
+/// to OP-TEE secure storage, which reaches tee-supplicant through RPCs, before the command
+/// answers; a command that changed no NV (GetRandom, PCR_Extend, PCR_Read) makes no RPC, since
+/// the TA's clock (platform/Clock.c, TEE_GetTAPersistentTime) stays in the secure world. The
+/// model's one RPC per committing command stands for that storage traffic.
+#[test]
+fn only_commands_that_commit_nv_go_out_to_the_normal_world_nvmem_c() {
+    let (mut sw, mut nw) = setup();
+    let client = connect(&mut sw, &mut nw, 1, 0x71);
+    random16(&mut sw, &mut nw, &client);
+    let settled = get_time_rpcs(&nw);
+    for _ in 0..3 {
+        random16(&mut sw, &mut nw, &client);
+        assert_eq!(
+            tpm_code(&mut sw, &mut nw, &client, &pcr_extend_sha256(16, &[1; 32])),
+            rc::SUCCESS
+        );
+        pcr16(&mut sw, &mut nw, &client);
+    }
+    assert_eq!(get_time_rpcs(&nw), settled, "no NV changed, no RPC");
+    // Defining an NV index and writing it commit NV: one RPC each, and the answer still
+    // arrives whole after it.
+    write_nv(&mut sw, &mut nw, &client, b"storage");
+    assert_eq!(get_time_rpcs(&nw), settled + 2);
+    assert_eq!(read_nv(&mut sw, &mut nw, &client, 7), b"storage");
+    assert_eq!(
+        get_time_rpcs(&nw),
+        settled + 2,
+        "reading NV commits nothing"
+    );
+    // TPM2_Shutdown saves the TPM's state: NV again.
+    assert_eq!(
+        tpm_code(&mut sw, &mut nw, &client, &shutdown(SU_CLEAR)),
+        rc::SUCCESS
+    );
+    assert_eq!(get_time_rpcs(&nw), settled + 3);
     assert_eq!(sw.stats().threads_suspended, 0);
     disconnect(&mut sw, &mut nw, client);
 }

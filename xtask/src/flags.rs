@@ -11,7 +11,8 @@ commands:
   redox           type-check (check, clippy) the Redox daemons for x86_64- and aarch64-unknown-redox
   check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
-  bench           not yet built
+  bench [--quick] release build, then every benchmark figure into BENCHMARKS.md
+                  (--quick: tiny counts into target/bench-quick/)
   qemu [--kexecs N] [--seed-bugs | --seed-only]
                   the service set under a real arm64 kernel in QEMU: real kexec, kdump, reset
                   (--seed-bugs also runs the Linux 5.13 build, which must fail on the 4th kexec)
@@ -31,7 +32,9 @@ pub enum Command {
     Demo {
         args: Vec<String>,
     },
-    Bench,
+    Bench {
+        quick: bool,
+    },
     Qemu(crate::qemu::QemuArgs),
     CheckModel,
     Fuzz {
@@ -67,7 +70,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "cross" => no_extra_args(Command::Cross),
         "redox" => no_extra_args(Command::Redox),
         "check-sel4" => no_extra_args(Command::CheckSel4),
-        "bench" => no_extra_args(Command::Bench),
+        "bench" => match rest {
+            [] => Ok(Command::Bench { quick: false }),
+            [flag] if flag == "--quick" => Ok(Command::Bench { quick: true }),
+            [other, ..] => Err(format!("unknown option `{other}` for `bench`")),
+        },
         "qemu" => parse_qemu(rest).map(Command::Qemu),
         "check-model" => no_extra_args(Command::CheckModel),
         "fuzz" => {
@@ -140,7 +147,14 @@ mod tests {
         assert_eq!(parse_words(&["cross"]).unwrap(), Command::Cross);
         assert_eq!(parse_words(&["redox"]).unwrap(), Command::Redox);
         assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
-        assert_eq!(parse_words(&["bench"]).unwrap(), Command::Bench);
+        assert_eq!(
+            parse_words(&["bench"]).unwrap(),
+            Command::Bench { quick: false }
+        );
+        assert_eq!(
+            parse_words(&["bench", "--quick"]).unwrap(),
+            Command::Bench { quick: true }
+        );
         assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
         assert_eq!(
             parse_words(&["qemu"]).unwrap(),

@@ -41,6 +41,7 @@ pub enum BnxtResponse {
     /// Coredump bytes starting at `offset`.
     Coredump {
         offset: u32,
+        #[serde(with = "crate::byte_vec")]
         data: Vec<u8, COREDUMP_CHUNK_MAX>,
     },
     Error(BnxtError),

@@ -24,6 +24,7 @@
 #![no_std]
 
 pub mod bnxt;
+mod byte_vec;
 pub mod control;
 pub mod error;
 pub mod frame;

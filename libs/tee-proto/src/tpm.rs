@@ -51,7 +51,10 @@ const TEEC_ERROR_BUSY: u32 = 0xFFFF_000D;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TpmRequest {
     /// One complete TPM 2.0 command.
-    Command { bytes: Vec<u8, TPM_BUFFER_MAX> },
+    Command {
+        #[serde(with = "crate::byte_vec")]
+        bytes: Vec<u8, TPM_BUFFER_MAX>,
+    },
 }
 
 // Without an allocator the data must live inline; the size difference is the point.
@@ -60,6 +63,7 @@ pub enum TpmRequest {
 pub enum TpmResponse {
     /// One complete TPM 2.0 response.
     Response {
+        #[serde(with = "crate::byte_vec")]
         bytes: Vec<u8, TPM_BUFFER_MAX>,
     },
     Error(TpmError),

@@ -432,12 +432,15 @@ fn probe_drains_the_stale_cache_before_the_journal_reclaim() {
     h.boot(BootKind::Cold, 1).unwrap();
     let session = session_of(h.open(TPMD, FTPM_TA).unwrap());
     let (shm, pa) = shm_of(h.alloc(TPMD, 8192).unwrap());
-    h.ram.write(pa, &TPM_STARTUP_CLEAR).unwrap();
+    // TPM2_Shutdown saves the TPM's state: the fTPM writes NV back through secure storage,
+    // an RPC (NVMem.c _plat__NvCommit), whose argument the cache keeps.
+    let shutdown = tpmd::shutdown_clear_command();
+    h.ram.write(pa, &shutdown).unwrap();
     let submit = [
         Param::MemrefIn {
             shm,
             offset: 0,
-            size: TPM_STARTUP_CLEAR.len() as u32,
+            size: shutdown.len() as u32,
         },
         Param::MemrefInOut {
             shm,
@@ -449,7 +452,7 @@ fn probe_drains_the_stale_cache_before_the_journal_reclaim() {
         .unwrap();
     assert!(
         h.secure.stats().cached_buffers > 0,
-        "the GET_TIME RPC left a cached argument"
+        "the storage RPC left a cached argument"
     );
 
     // Crash: no shutdown; the next kernel's teed probes the same secure world.

@@ -21,11 +21,16 @@
 //! * Optionally ([`FtpmTa::with_state_file`]) NV is also written to a file after every command
 //!   that committed NV, so a restart of the secure-world process keeps it.
 //!
-//! Each SUBMIT_COMMAND first asks the normal world for the time (RPC GET_TIME) and runs the
-//! command when resumed. That RPC stands in for the normal-world traffic a real fTPM
-//! generates (its NV lives in OP-TEE secure storage, which reaches the normal world through
-//! RPCs to tee-supplicant), which this model does not implement otherwise: it makes fTPM
-//! calls suspend in RPCs and use the RPC shm cache, as on real systems.
+//! Normal-world traffic, as the real TA makes it: a SUBMIT_COMMAND whose command committed NV
+//! suspends in one RPC before it answers (GET_TIME stands in for it), because the real fTPM
+//! writes its dirty NV blocks back to OP-TEE secure storage at the end of such a command
+//! (ms-tpm-20-ref optee_ta fTPM platform/NVMem.c, `_plat__NvCommit` → `_plat__NvWriteBack`),
+//! and secure storage reaches tee-supplicant through RPCs; the model implements no storage, so
+//! the one RPC stands for that traffic, and it keeps fTPM calls suspending in RPCs and using
+//! the RPC shm cache (NV_DefineSpace, NV_Increment, Shutdown, ...). A command that changed no
+//! NV (GetRandom, PCR_Extend, PCR_Read) runs and answers in one call with no RPC, as the real
+//! TA does: its clock reads TEE_GetTAPersistentTime (platform/Clock.c `_plat__RealTime`), a
+//! call into the secure-world core, not into the normal world.
 
 mod state_file;
 
@@ -69,8 +74,9 @@ pub struct FtpmTa {
     tpm: Option<Tpm>,
     /// The TA instance exists (created at the first session after a machine reset).
     created: bool,
-    /// A SUBMIT_COMMAND waits for its GET_TIME answer.
-    awaiting_time: bool,
+    /// A SUBMIT_COMMAND that committed NV waits for its storage RPC; its outcome (the
+    /// response, or a TEE result) is delivered when the RPC returns.
+    awaiting_storage: Option<Result<Vec<u8>, u32>>,
     state_file: Option<PathBuf>,
     /// `Tpm::nv_commits` when NV was last written to the state file.
     persisted_commits: u64,
@@ -90,7 +96,7 @@ impl FtpmTa {
         FtpmTa {
             tpm: None,
             created: false,
-            awaiting_time: false,
+            awaiting_storage: None,
             state_file: None,
             persisted_commits: 0,
             creations: 0,
@@ -170,7 +176,7 @@ impl FtpmTa {
 
     /// fTPM.c TA_InvokeCommandEntryPoint: p0 MEMREF_INPUT and p1 MEMREF_INOUT, each of
     /// 1..=4096 bytes (MAX_COMMAND_SIZE / MAX_RESPONSE_SIZE), p2/p3 NONE, and the command's
-    /// header length within p0. Checked before the GET_TIME RPC, as the real TA checks before
+    /// header length within p0. Checked before the command runs, as the real TA checks before
     /// it runs anything.
     fn check_submit_params(ctx: &TaContext<'_>) -> bool {
         let expected = [
@@ -204,34 +210,36 @@ impl FtpmTa {
         ])))
     }
 
-    /// Runs the command in p0 and writes the response into p1 (fTPM.c): the command's length is
-    /// its header's, which must not exceed p0; p1's size is left as the caller set it (the
-    /// caller reads the length from the response header), and a response larger than p1
-    /// answers SHORT_BUFFER.
-    fn submit(&mut self, ctx: &mut TaContext<'_>) -> u32 {
-        let Ok(len) = ctx.memref_size(0) else {
-            return teec::ERROR_BAD_PARAMETERS;
-        };
+    /// Runs the command in p0 (fTPM.c): the command's length is its header's, which must not
+    /// exceed p0. Returns the response, or the TEE result that ends the call.
+    fn execute(&mut self, ctx: &mut TaContext<'_>) -> Result<Vec<u8>, u32> {
+        let len = ctx.memref_size(0).map_err(|_| teec::ERROR_BAD_PARAMETERS)?;
         let mut command = vec![0u8; len as usize];
-        if ctx.read_memref(0, 0, &mut command).is_err() {
-            return teec::ERROR_BAD_PARAMETERS;
-        }
-        let Some(declared) = Self::declared_len(ctx).filter(|&declared| declared <= len) else {
-            return teec::ERROR_BAD_PARAMETERS;
-        };
+        ctx.read_memref(0, 0, &mut command)
+            .map_err(|_| teec::ERROR_BAD_PARAMETERS)?;
+        let declared = Self::declared_len(ctx)
+            .filter(|&declared| declared <= len)
+            .ok_or(teec::ERROR_BAD_PARAMETERS)?;
         command.truncate(declared as usize);
+        let response = self.tpm().and_then(|tpm| tpm.process(&command));
+        self.persist();
+        response.map_err(|error| {
+            warn!(%error, "fTPM engine failed");
+            teec::ERROR_GENERIC
+        })
+    }
+
+    /// Writes the response into p1 (fTPM.c): p1's size is left as the caller set it (the
+    /// caller reads the length from the response header), and a response larger than p1
+    /// answers SHORT_BUFFER; the command has run either way, as in the real TA.
+    fn deliver(outcome: Result<Vec<u8>, u32>, ctx: &mut TaContext<'_>) -> u32 {
+        let response = match outcome {
+            Ok(response) => response,
+            Err(code) => return code,
+        };
         let Ok(capacity) = ctx.memref_size(1) else {
             return teec::ERROR_BAD_PARAMETERS;
         };
-        let response = match self.tpm().and_then(|tpm| tpm.process(&command)) {
-            Ok(response) => response,
-            Err(error) => {
-                warn!(%error, "fTPM engine failed");
-                return teec::ERROR_GENERIC;
-            }
-        };
-        self.persist();
-        // The command has run either way, as in the real TA.
         if response.len() as u64 > capacity {
             return teec::ERROR_SHORT_BUFFER;
         }
@@ -239,6 +247,11 @@ impl FtpmTa {
             return teec::ERROR_BAD_PARAMETERS;
         }
         teec::SUCCESS
+    }
+
+    /// NV commits of the TPM so far (0 before it exists).
+    fn commits(&self) -> u64 {
+        self.tpm.as_ref().map_or(0, Tpm::nv_commits)
     }
 
     /// Writes NV to the state file when a command committed NV since the last write.
@@ -292,8 +305,15 @@ impl TrustedApp for FtpmTa {
     fn invoke(&mut self, session: SessionId, func: u32, ctx: &mut TaContext<'_>) -> TaStep {
         let step = match func {
             SUBMIT_COMMAND if Self::check_submit_params(ctx) => {
-                self.awaiting_time = true;
-                TaStep::Rpc(TaRpc::GetTime)
+                let before = self.commits();
+                let outcome = self.execute(ctx);
+                if self.commits() != before {
+                    // NVMem.c: the dirty blocks go to secure storage before the answer.
+                    self.awaiting_storage = Some(outcome);
+                    TaStep::Rpc(TaRpc::GetTime)
+                } else {
+                    TaStep::Complete(Self::deliver(outcome, ctx))
+                }
             }
             EMULATE_PPI => TaStep::Complete(teec::ERROR_NOT_SUPPORTED),
             _ => TaStep::Complete(teec::ERROR_BAD_PARAMETERS),
@@ -303,11 +323,11 @@ impl TrustedApp for FtpmTa {
     }
 
     fn resume(&mut self, session: SessionId, reply: RpcReply, ctx: &mut TaContext<'_>) -> TaStep {
-        if !std::mem::take(&mut self.awaiting_time) {
+        let Some(outcome) = self.awaiting_storage.take() else {
             return TaStep::Complete(teec::ERROR_BAD_STATE);
-        }
+        };
         let result = match reply {
-            RpcReply::Time { .. } => self.submit(ctx),
+            RpcReply::Time { .. } => Self::deliver(outcome, ctx),
             RpcReply::Failed(code) => code,
             RpcReply::Shm(_) | RpcReply::Done => teec::ERROR_BAD_STATE,
         };
@@ -330,6 +350,6 @@ impl TrustedApp for FtpmTa {
             }
         }
         self.created = false;
-        self.awaiting_time = false;
+        self.awaiting_storage = None;
     }
 }

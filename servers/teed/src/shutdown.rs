@@ -181,6 +181,8 @@ impl Shutdown {
         reg: &mut Registry<M>,
         engine: &mut CallEngine,
     ) -> bool {
+        // No more than the free message slots can start this round: taking only those keeps
+        // a round's cost flat however many registrations are left (the rest wait for the next).
         let shms: Vec<u32> = reg
             .shms
             .iter()
@@ -189,6 +191,7 @@ impl Shutdown {
                     && matches!(sh.state, ShmState::Registered | ShmState::ReleasePending)
             })
             .map(|(id, _)| *id)
+            .take(engine.free_slots().max(1))
             .collect();
         let sessions: Vec<u32> = reg
             .sessions

@@ -14,8 +14,8 @@ const SHIPPED: &[DepKind] = &[DepKind::Normal, DepKind::Build];
 /// Every kind: a test's dependency still ties the crates' builds and designs together.
 const ANY_KIND: &[DepKind] = &[DepKind::Normal, DepKind::Build, DepKind::Dev];
 
-/// Workspace packages that are not products: the build tool and the test-only crates.
-pub const NOT_PRODUCTS: &[&str] = &["xtask", "tee-test-support", "tee-sim"];
+/// Workspace packages that are not products: the build tool, the test-only crates and the bench.
+pub const NOT_PRODUCTS: &[&str] = &["xtask", "tee-test-support", "tee-sim", "teesys-bench"];
 
 /// The packages a rule constrains.
 #[derive(Debug, Clone, Copy)]

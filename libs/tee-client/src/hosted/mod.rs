@@ -85,6 +85,8 @@ pub struct ClientShell<S: TaService, F> {
     teed: Option<Endpoint>,
     consumers: Consumers,
     front_end: F,
+    /// One receive buffer for every packet from teed, so an answer costs no allocation.
+    rx: Box<[u8]>,
 }
 
 impl<S, F> Handler for ClientShell<S, F>
@@ -113,6 +115,7 @@ where
             teed: Some(teed),
             consumers: Consumers::new(vec![native]),
             front_end,
+            rx: vec![0u8; FRAME_MAX].into_boxed_slice(),
         })
     }
 
@@ -201,14 +204,15 @@ where
 }
 
 impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
-    /// Drains the teed endpoint.
+    /// Takes one packet from the teed endpoint. poll(2) is level-triggered, so a packet still
+    /// queued brings the next turn; an answer costs no second recvmsg that would only answer
+    /// EAGAIN.
     fn on_teed(&mut self, io: &Io<'_>) {
-        let mut buf = vec![0u8; FRAME_MAX];
         loop {
             let Some(teed) = &self.teed else {
                 return;
             };
-            let (len, fds) = match teed.recv(&mut buf) {
+            let (len, fds) = match teed.recv(&mut self.rx) {
                 Ok(Some(packet)) => packet,
                 Ok(None) => {
                     // A new teed's endpoint comes with init's TeedEndpoint; until then requests
@@ -226,13 +230,14 @@ impl<S: TaService, F: FrontEnd<S::Interface>> ClientShell<S, F> {
             if !fds.is_empty() {
                 tracing::warn!(count = fds.len(), "attachments from teed closed");
             }
-            match tee_proto::decode::<TeedResponse>(&buf[..len]) {
+            match tee_proto::decode::<TeedResponse>(&self.rx[..len]) {
                 Ok(frame) => {
                     self.core.handle_teed(io.now(), &mut self.ram, frame);
                     self.carry_out(io);
                 }
                 Err(error) => tracing::warn!(%error, "malformed frame from teed dropped"),
             }
+            return;
         }
     }
 

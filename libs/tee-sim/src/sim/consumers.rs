@@ -13,22 +13,37 @@ pub const TPM_STARTUP_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x
 pub const TPM_GET_RANDOM_16: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7B, 0, 16];
 const TPM_RC_SUCCESS: u32 = 0;
 const TPM_RC_INITIALIZE: u32 = 0x100;
+/// TPM_RC_NV_DEFINED: the index exists already (TPM NV outlives every boot).
+const TPM_RC_NV_DEFINED: u32 = 0x14C;
+/// The consumer's NV counter: an owner index, as `teectl`'s chaos consumers keep one.
+pub const NV_COUNTER_INDEX: u32 = 0x0150_0020;
+/// One command in this many is an NV increment: an NV commit, which the fTPM writes back
+/// through secure storage with an RPC (ms-tpm-20-ref platform/NVMem.c), so the traffic keeps
+/// the fTPM suspending in RPCs and using the RPC shm cache as real TPM users do.
+const NV_EVERY: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TpmAsk {
     Startup,
     GetRandom,
+    DefineCounter,
+    Increment,
 }
 
 /// A program talking TPM 2.0 to tpmd.
 #[derive(Debug, Default)]
 pub struct TpmConsumer {
     started: bool,
+    /// The NV counter exists (defined by this consumer, in this or an earlier boot).
+    counter_defined: bool,
+    /// Commands sent since the counter was defined, to pick increments.
+    sent: u32,
     next_id: u32,
     pending: BTreeMap<u32, TpmAsk>,
     pub answered: u64,
     pub errors: u64,
-    /// Answers checked as correct: a successful Startup or a well-formed GetRandom.
+    /// Answers checked as correct: a successful Startup, a well-formed GetRandom, the counter
+    /// defined, an increment done.
     pub correct: u64,
 }
 
@@ -50,14 +65,30 @@ impl TpmConsumer {
 
     /// The next command to send.
     pub fn next_request(&mut self) -> Frame<TpmRequest> {
-        let ask = if self.started {
-            TpmAsk::GetRandom
-        } else {
+        let ask = if !self.started {
             TpmAsk::Startup
+        } else if !self.counter_defined {
+            TpmAsk::DefineCounter
+        } else {
+            self.sent = self.sent.wrapping_add(1);
+            if self.sent % NV_EVERY == 0 {
+                TpmAsk::Increment
+            } else {
+                TpmAsk::GetRandom
+            }
         };
         let bytes = match ask {
-            TpmAsk::Startup => TPM_STARTUP_CLEAR,
-            TpmAsk::GetRandom => TPM_GET_RANDOM_16,
+            TpmAsk::Startup => TPM_STARTUP_CLEAR.to_vec(),
+            TpmAsk::GetRandom => TPM_GET_RANDOM_16.to_vec(),
+            TpmAsk::DefineCounter => {
+                use libtpms::command::nv_attr;
+                let attributes =
+                    nv_attr::NT_COUNTER | nv_attr::OWNERWRITE | nv_attr::OWNERREAD | nv_attr::NO_DA;
+                libtpms::command::nv_define_space(NV_COUNTER_INDEX, 8, attributes)
+            }
+            TpmAsk::Increment => {
+                libtpms::command::nv_increment(libtpms::command::RH_OWNER, NV_COUNTER_INDEX)
+            }
         };
         self.next_id += 1;
         self.pending.insert(self.next_id, ask);
@@ -113,8 +144,17 @@ impl TpmConsumer {
                 }
                 self.correct += 1;
             }
+            (TpmAsk::DefineCounter, TPM_RC_SUCCESS | TPM_RC_NV_DEFINED) => {
+                self.counter_defined = true;
+                self.correct += 1;
+            }
+            (TpmAsk::Increment, TPM_RC_SUCCESS) => self.correct += 1,
+            // The first owner authorisation after an unorderly restart may be asked again.
+            (TpmAsk::DefineCounter | TpmAsk::Increment, libtpms::command::rc::RETRY) => {}
             // The TPM was reset under us (a new boot): start it again.
-            (TpmAsk::GetRandom, TPM_RC_INITIALIZE) => self.started = false,
+            (TpmAsk::GetRandom | TpmAsk::DefineCounter | TpmAsk::Increment, TPM_RC_INITIALIZE) => {
+                self.started = false
+            }
             (ask, rc) => return Err(format!("tpm: {ask:?} answered rc {rc:#x}")),
         }
         Ok(())

@@ -14,13 +14,16 @@ pub(super) fn load(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Replaces the file with `blob` atomically: a crash leaves the old or the new blob, never a
-/// torn one.
+/// Replaces the file with `blob` atomically: a process that dies at any point leaves the old
+/// or the new blob, never a torn one. What the file must survive is a restart of the
+/// secure-world process (the machine's power stays on: the RAM file and teed's journal are not
+/// synced either), and the rename alone gives that; an fsync per NV commit held the secure
+/// world, which answers one SMC at a time, for milliseconds (measured: tpmd's TPM2_Shutdown at
+/// every kexec, and bnxtd's calls queued behind it).
 pub(super) fn store(path: &Path, blob: &[u8]) -> io::Result<()> {
     let temp = temp_path(path);
     let mut file = fs::File::create(&temp)?;
     file.write_all(blob)?;
-    file.sync_all()?;
     drop(file);
     fs::rename(&temp, path)
 }

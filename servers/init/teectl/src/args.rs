@@ -58,6 +58,19 @@ pub enum Command {
     Soak(SoakCommand),
     /// The whole story: up, TPM and NIC traffic, kexecs, a crash, a reset, a teed kill, down.
     Demo(DemoArgs),
+    /// The lifecycle picture (SVG): heap and registrations per kexec, Linux 5.13 beside
+    /// teesys, mainline's leak under OP-TEE 4.x, and the running stack's kexec cycle times.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Where the SVG goes.
+    #[arg(long, default_value = "teesys-lifecycle.svg")]
+    pub out: PathBuf,
+    /// Kexec cycles to time on the running stack (none when no stack runs).
+    #[arg(long, default_value_t = 20)]
+    pub kexecs: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -36,8 +36,13 @@ pub struct DemoStep {
 pub struct DemoReport {
     pub state_dir: PathBuf,
     pub steps: Vec<DemoStep>,
+    /// The lifecycle picture the demo wrote at its end (`teectl report`'s SVG).
+    pub lifecycle_report: Option<PathBuf>,
     pub passed: bool,
 }
+
+/// Kexec cycles the demo times for its lifecycle picture.
+const REPORT_KEXECS: u32 = 20;
 
 struct Demo {
     paths: StatePaths,
@@ -347,7 +352,51 @@ impl Demo {
             step.note = note;
         }
         self.transparent_recovery()?;
+        self.lifecycle_report()?;
         Ok(Some(daemons))
+    }
+
+    /// The lifecycle picture: the simulated seed and mainline panels, and kexec cycles of this
+    /// demo's own stack.
+    fn lifecycle_report(&mut self) -> Result<(), CliError> {
+        let start = Instant::now();
+        let path = self.paths.dir().join("lifecycle.svg");
+        let failed = |e: crate::report::ReportError| CliError::Failed(e.to_string());
+        let mut data = crate::report::simulate().map_err(failed)?;
+        let mut control = Control::connect(&self.paths)?;
+        data.kexec_ms = crate::report::time_kexecs(&mut control, REPORT_KEXECS)?;
+        crate::report::write(&path, &data).map_err(failed)?;
+        let mut problems = Vec::new();
+        if data.linux_5_13.failed_at != Some(4) {
+            problems.push(format!(
+                "Linux 5.13 failed at kexec {:?}, not the 4th",
+                data.linux_5_13.failed_at
+            ));
+        }
+        if data.teesys.failed_at.is_some() || data.teesys_4x.failed_at.is_some() {
+            problems.push("teesys failed a kexec in the simulator".into());
+        }
+        let mut sorted = data.kexec_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        let status = self.status();
+        if let Some(status) = &status {
+            problems.extend(leaks(status));
+        }
+        self.report.lifecycle_report = Some(path.clone());
+        self.record(DemoStep {
+            step: "lifecycle report".into(),
+            took_ms: ms(start.elapsed()),
+            boot: status.and_then(|s| s.boot),
+            secure: status.and_then(|s| s.secure),
+            left_at_transition: None,
+            note: format!(
+                "{} ({REPORT_KEXECS} kexecs, median {median:.1} ms)",
+                path.display()
+            ),
+            problems,
+        });
+        Ok(())
     }
 
     /// After a teed restart the TPM consumer sees at most one retryable error.

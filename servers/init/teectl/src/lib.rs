@@ -12,6 +12,7 @@ macro_rules! say {
 pub mod args;
 pub mod bnxt;
 pub mod demo;
+pub mod report;
 pub mod show;
 pub mod soak;
 pub mod stack;
@@ -25,7 +26,7 @@ use tee_proto::bnxt::BnxtError;
 use tee_proto::control::{ControlRequest, OpOutcome};
 use tee_proto::WireError;
 
-use args::{BnxtCommand, Cli, Command, SoakCommand, TpmCommand};
+use args::{BnxtCommand, Cli, Command, ReportArgs, SoakCommand, TpmCommand};
 use stack::Control;
 use teesys_root::wire::CallError;
 use teesys_root::StatePaths;
@@ -151,7 +152,39 @@ pub fn run(cli: Cli) -> Result<bool, CliError> {
             Ok(summary.passed())
         }
         Command::Demo(args) => demo::demo(&args, output),
+        Command::Report(args) => lifecycle_report(&paths, output, &args),
     }
+}
+
+/// `teectl report`: the simulated panels, and kexec cycles of the stack when one runs.
+fn lifecycle_report(
+    paths: &StatePaths,
+    output: Output,
+    args: &ReportArgs,
+) -> Result<bool, CliError> {
+    let mut data = report::simulate().map_err(|e| CliError::Failed(e.to_string()))?;
+    if let Ok(mut control) = Control::connect(paths) {
+        data.kexec_ms = report::time_kexecs(&mut control, args.kexecs)?;
+    }
+    report::write(&args.out, &data).map_err(|e| CliError::Failed(e.to_string()))?;
+    output.show(&data, || {
+        let failed = |s: &report::Series| {
+            s.failed_at
+                .map_or("never fails".to_string(), |k| format!("fails at kexec {k}"))
+        };
+        format!(
+            "{}: {}; {}: {}; {}: {}; {} hosted kexec cycles timed\nwrote {}",
+            data.linux_5_13.label,
+            failed(&data.linux_5_13),
+            data.teesys.label,
+            failed(&data.teesys),
+            data.mainline_4x.label,
+            failed(&data.mainline_4x),
+            data.kexec_ms.len(),
+            args.out.display()
+        )
+    });
+    Ok(true)
 }
 
 fn operation(

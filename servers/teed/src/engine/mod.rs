@@ -148,6 +148,11 @@ impl CallEngine {
         self.args.give_back(slot);
     }
 
+    /// Message slots free now.
+    pub fn free_slots(&self) -> usize {
+        self.args.used.iter().filter(|used| !**used).count()
+    }
+
     /// True when no message slot is free.
     pub fn slots_full(&self) -> bool {
         self.args.used.iter().all(|u| *u)

@@ -24,6 +24,7 @@ const FINAL_PACKAGES: &[&str] = &[
     "teed-redox",
     "tpmd-redox",
     "bnxtd-redox",
+    "teesys-bench",
     "xtask",
 ];
 
@@ -137,6 +138,14 @@ const CLEAN: &[(&str, &[(&str, &str)])] = &[
     ),
     ("tpmd-redox", &[("tpmd", "null"), ("tee-redox", "null")]),
     ("bnxtd-redox", &[("bnxtd", "null"), ("tee-redox", "null")]),
+    (
+        "teesys-bench",
+        &[
+            ("teectl", "null"),
+            ("tee-sim", "null"),
+            ("tee-test-support", "null"),
+        ],
+    ),
     ("xtask", &[]),
 ];
 
