@@ -94,7 +94,9 @@ fn killed_teed_mid_traffic_is_replaced_and_its_registrations_reclaimed() {
     running.store(false, Ordering::SeqCst);
     let (answers, worst_run) = traffic.join().unwrap();
     assert!(answers > 2, "only {answers} answers");
-    assert!(worst_run <= 1, "{worst_run} retryable errors in a row");
+    // At most two in a row: the command in flight when teed died, and the next one when it
+    // reaches tpmd while tpmd re-opens its session and buffer with the new teed.
+    assert!(worst_run <= 2, "{worst_run} retryable errors in a row");
 
     // The predecessor's registrations and sessions are gone: only tpmd, which had traffic,
     // has re-opened with the new teed (bnxtd learns of the restart on its next request).
