@@ -11,8 +11,10 @@ commands:
   redox           type-check (check, clippy) the Redox daemons for x86_64- and aarch64-unknown-redox
   check-sel4      type-check teed's seL4 backend (needs SEL4_PREFIX and RUST_SEL4; says how)
   demo [ARGS...]  run the hosted demo (teectl demo ARGS...)
-  bench [--quick] release build, then every benchmark figure into BENCHMARKS.md
-                  (--quick: tiny counts into target/bench-quick/)
+  bench [--quick] [--no-qemu]
+                  release build, then every benchmark figure into BENCHMARKS.md, the
+                  QEMU guest's kexec cycle from a `qemu --kexecs 10` run first
+                  (--quick: tiny counts into target/bench-quick/, no QEMU run)
   qemu [--kexecs N] [--seed-bugs | --seed-only]
                   the service set under a real arm64 kernel in QEMU: real kexec, kdump, reset
                   (--seed-bugs also runs the Linux 5.13 build, which must fail on the 4th kexec)
@@ -34,6 +36,8 @@ pub enum Command {
     },
     Bench {
         quick: bool,
+        /// Run `cargo xtask qemu --kexecs 10` first, for the QEMU guest's kexec figure.
+        qemu: bool,
     },
     Qemu(crate::qemu::QemuArgs),
     CheckModel,
@@ -70,11 +74,21 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "cross" => no_extra_args(Command::Cross),
         "redox" => no_extra_args(Command::Redox),
         "check-sel4" => no_extra_args(Command::CheckSel4),
-        "bench" => match rest {
-            [] => Ok(Command::Bench { quick: false }),
-            [flag] if flag == "--quick" => Ok(Command::Bench { quick: true }),
-            [other, ..] => Err(format!("unknown option `{other}` for `bench`")),
-        },
+        "bench" => {
+            let (mut quick, mut qemu) = (false, true);
+            for arg in rest {
+                match arg.as_str() {
+                    "--quick" => quick = true,
+                    "--no-qemu" => qemu = false,
+                    other => return Err(format!("unknown option `{other}` for `bench`")),
+                }
+            }
+            // A quick run checks the bench code; the QEMU run is minutes, not a check.
+            Ok(Command::Bench {
+                quick,
+                qemu: qemu && !quick,
+            })
+        }
         "qemu" => parse_qemu(rest).map(Command::Qemu),
         "check-model" => no_extra_args(Command::CheckModel),
         "fuzz" => {
@@ -149,11 +163,24 @@ mod tests {
         assert_eq!(parse_words(&["check-sel4"]).unwrap(), Command::CheckSel4);
         assert_eq!(
             parse_words(&["bench"]).unwrap(),
-            Command::Bench { quick: false }
+            Command::Bench {
+                quick: false,
+                qemu: true
+            }
         );
         assert_eq!(
             parse_words(&["bench", "--quick"]).unwrap(),
-            Command::Bench { quick: true }
+            Command::Bench {
+                quick: true,
+                qemu: false
+            }
+        );
+        assert_eq!(
+            parse_words(&["bench", "--no-qemu"]).unwrap(),
+            Command::Bench {
+                quick: false,
+                qemu: false
+            }
         );
         assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
         assert_eq!(

@@ -1,8 +1,8 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench [--quick]`,
-//! `qemu [--kexecs N]`, `tidy`, `check-model`, `fuzz`.
+//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench [--quick]
+//! [--no-qemu]`, `qemu [--kexecs N]`, `tidy`, `check-model`, `fuzz`.
 
 mod bench;
 mod check_model;
@@ -50,9 +50,11 @@ fn main() -> ExitCode {
         Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
-        Command::Bench { quick } => bench::run(&root, quick),
+        Command::Bench { quick, qemu } => bench::run(&root, quick, qemu),
         // Its own prerequisites (QEMU, the cross tools) come with it; the stack's too.
-        Command::Qemu(args) => prereq::ensure(&root).and_then(|()| qemu::run(&root, &args)),
+        Command::Qemu(args) => {
+            prereq::ensure(&root).and_then(|()| qemu::run(&root, &args).map(|_| ()))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

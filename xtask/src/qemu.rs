@@ -78,7 +78,12 @@ impl Default for QemuArgs {
     }
 }
 
-pub fn run(root: &Path, args: &QemuArgs) -> Result<(), String> {
+/// The file the launcher writes its timings to, in its run folder.
+const TIMINGS_FILE: &str = "timings.json";
+
+/// Runs the scenario; returns where the default build's run wrote its timings (none when only
+/// the seed-bugs build ran).
+pub fn run(root: &Path, args: &QemuArgs) -> Result<Option<PathBuf>, String> {
     let started = Instant::now();
     ensure_debian_packages(DEBIAN_PACKAGES)?;
     ensure_target(root)?;
@@ -95,6 +100,7 @@ pub fn run(root: &Path, args: &QemuArgs) -> Result<(), String> {
     }
     run_bounded(&mut build, BUILD_BOUND, "host build")?;
     let host_bin = target_dir(root).join("debug");
+    let mut timings = None;
     let mut runs = Vec::new();
     if !args.seed_only {
         runs.push(false);
@@ -128,12 +134,15 @@ pub fn run(root: &Path, args: &QemuArgs) -> Result<(), String> {
         // The launcher bounds every wait itself; this is the last resort.
         let bound = Duration::from_secs(600 + 60 * u64::from(args.kexecs));
         run_bounded(&mut launcher, bound, "teesys-qemu")?;
+        if !seed {
+            timings = Some(run_dir.join(TIMINGS_FILE));
+        }
     }
     println!(
         "qemu: done in {:.0} s (downloads and builds included)",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(timings)
 }
 
 fn target_dir(root: &Path) -> PathBuf {

@@ -95,6 +95,7 @@ const STEPS: &[Step] = &[
                     seed_only: false,
                 },
             )
+            .map(|_| ())
         },
     },
 ];

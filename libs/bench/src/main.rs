@@ -5,6 +5,7 @@
 mod hops;
 mod hosted;
 mod pingpong;
+mod qemu;
 mod scale;
 mod stats;
 mod table;
@@ -37,6 +38,12 @@ struct Args {
     /// simulator): for working on one figure.
     #[arg(long)]
     only: Option<String>,
+    /// The timings.json of a `cargo xtask qemu` run, for the QEMU guest's kexec figure.
+    #[arg(long, conflicts_with = "qemu_missing")]
+    qemu_timings: Option<PathBuf>,
+    /// Why there is no QEMU run to read (the figure says so).
+    #[arg(long)]
+    qemu_missing: Option<String>,
 }
 
 /// Iteration counts of one run.
@@ -51,6 +58,9 @@ struct Plan {
     shutdown_n: usize,
     kexecs: usize,
     sim_seeds: u64,
+    /// Fresh process pairs each hop figure is measured over: where the scheduler places a
+    /// pair (one core or two) moves its round trip, so one pair is one draw of that.
+    hop_pairs: usize,
 }
 
 impl Plan {
@@ -67,6 +77,7 @@ impl Plan {
                 shutdown_n: 100,
                 kexecs: args.kexecs.unwrap_or(3),
                 sim_seeds: 1,
+                hop_pairs: 2,
             }
         } else {
             Plan {
@@ -80,6 +91,7 @@ impl Plan {
                 shutdown_n: 10_000,
                 kexecs: args.kexecs.unwrap_or(10_000),
                 sim_seeds: 100,
+                hop_pairs: 5,
             }
         }
     }
@@ -137,7 +149,15 @@ fn run(args: &Args) -> Result<(), String> {
         scale_figures(&plan, &mut figures)
     });
     section("simulator", &mut || sim_figures(&plan, &mut figures));
-    figures.push(qemu_figure());
+    let hosted_kexec_ms = figures
+        .iter()
+        .find(|f| f.id == "kexec_cycle")
+        .and_then(|f| f.teesys);
+    figures.push(qemu::figure(
+        args.qemu_timings.as_deref(),
+        args.qemu_missing.as_deref(),
+        hosted_kexec_ms,
+    ));
     let _ = std::fs::remove_dir_all(&scratch);
     let run = Run {
         quick: plan.quick,
@@ -214,16 +234,22 @@ fn hop_figures(
     breakdown: &mut Vec<(String, String)>,
 ) -> Result<(), String> {
     // client → teed → reply, against a seqpacket ping-pong of the request's size.
-    let mut teed = hops::TeedHop::start().map_err(io_err)?;
-    let size = teed.request_bytes;
-    let mut echo =
-        pingpong::Echo::start(pingpong::Kind::Seqpacket, size, scratch).map_err(io_err)?;
-    let message = vec![0x5au8; size];
-    let (mut ours, mut floor) = interleaved(
-        plan,
-        || teed.null_round_trip(),
-        || echo.round_trip(&message),
-    )?;
+    let (mut ours, mut floor) = (Samples::default(), Samples::default());
+    let mut size = 0;
+    for _ in 0..plan.hop_pairs {
+        let mut teed = hops::TeedHop::start().map_err(io_err)?;
+        size = teed.request_bytes;
+        let mut echo =
+            pingpong::Echo::start(pingpong::Kind::Seqpacket, size, scratch).map_err(io_err)?;
+        let message = vec![0x5au8; size];
+        let (pair_ours, pair_floor) = interleaved(
+            plan,
+            || teed.null_round_trip(),
+            || echo.round_trip(&message),
+        )?;
+        ours.extend(pair_ours);
+        floor.extend(pair_floor);
+    }
     figures.push(Figure::measured(
         "null_request",
         "null request client → teed → reply",
@@ -234,17 +260,25 @@ fn hop_figures(
         format!("p99 {} µs", num(ours.p99_us())),
         &format!(
             "median of {} round trips of a {size}-byte request teed answers without an SMC \
-             (CloseSession of an unknown session), alternating blocks with the ping-pong",
-            ours.len()
+             (CloseSession of an unknown session), alternating blocks with the ping-pong, over \
+             {} pairs of fresh processes",
+            ours.len(),
+            plan.hop_pairs
         ),
     ));
-    drop(teed);
 
     // One fast SMC over the conduit, against a 64-byte stream ping-pong.
-    let mut smc = hops::SmcHop::start().map_err(io_err)?;
-    let mut echo = pingpong::Echo::start(pingpong::Kind::Stream, 64, scratch).map_err(io_err)?;
-    let frame = [0x11u8; 64];
-    let (mut ours, mut floor) = interleaved(plan, || smc.fast_call(), || echo.round_trip(&frame))?;
+    let (mut ours, mut floor) = (Samples::default(), Samples::default());
+    for _ in 0..plan.hop_pairs {
+        let mut smc = hops::SmcHop::start().map_err(io_err)?;
+        let mut echo =
+            pingpong::Echo::start(pingpong::Kind::Stream, 64, scratch).map_err(io_err)?;
+        let frame = [0x11u8; 64];
+        let (pair_ours, pair_floor) =
+            interleaved(plan, || smc.fast_call(), || echo.round_trip(&frame))?;
+        ours.extend(pair_ours);
+        floor.extend(pair_floor);
+    }
     figures.push(Figure::measured(
         "fast_smc",
         "one fast SMC teed → secure world → teed",
@@ -255,15 +289,15 @@ fn hop_figures(
         format!("p99 {} µs", num(ours.p99_us())),
         &format!(
             "median of {} GET_OS_REVISION calls on a secure-world process's conduit (64 bytes \
-             each way), alternating blocks with the ping-pong",
-            ours.len()
+             each way), alternating blocks with the ping-pong, over {} pairs of fresh processes",
+            ours.len(),
+            plan.hop_pairs
         ),
     ));
     breakdown.push((
         "raw Unix stream ping-pong, 64 B (one process hop)".into(),
         format!("{} µs median", num(floor.median_us())),
     ));
-    drop(smc);
     // The floors a TPM command's transports set: a 12-byte command, a 20-byte answer, rounded
     // to one size.
     for (kind, name) in [
@@ -670,14 +704,4 @@ fn sim_figures(plan: &Plan, figures: &mut Vec<Figure>) -> Result<(), String> {
          test runs them)",
     ));
     Ok(())
-}
-
-fn qemu_figure() -> Figure {
-    Figure::missing(
-        "qemu_kexec",
-        "QEMU guest kexec cycle",
-        Goal::Reported,
-        "run-qemu.sh under `cargo xtask qemu`",
-        "not yet measurable: `cargo xtask qemu` is not built yet".into(),
-    )
 }

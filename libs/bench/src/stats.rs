@@ -23,6 +23,12 @@ impl Samples {
         self.sorted = false;
     }
 
+    /// Adds another run's samples to these.
+    pub fn extend(&mut self, other: Samples) {
+        self.ns.extend(other.ns);
+        self.sorted = false;
+    }
+
     pub fn len(&self) -> usize {
         self.ns.len()
     }

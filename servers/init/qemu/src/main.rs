@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use launch::{Machine, MachineConfig};
-use scenario::{Scenario, ScenarioError};
+use scenario::{Scenario, ScenarioError, Timings};
+
+/// The run's timings, in its run folder (xtask's bench reads this name).
+const TIMINGS_FILE: &str = "timings.json";
 
 #[derive(Debug, Parser)]
 #[command(name = "teesys-qemu", version)]
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
     }
     if !args.seed_bugs {
         println!("{}", scenario.timings.summary());
+        write_timings(&scenario.timings, &run_dir);
     }
     let machine = scenario.machine;
     machine.stop();
@@ -100,6 +104,18 @@ fn main() -> ExitCode {
         print_tails(&run_dir);
         println!("qemu: FAIL (logs in {})", run_dir.display());
         ExitCode::FAILURE
+    }
+}
+
+/// The run's timings as JSON in the run folder; a failure to write them is only reported.
+fn write_timings(timings: &Timings, run_dir: &Path) {
+    let path = run_dir.join(TIMINGS_FILE);
+    let written = serde_json::to_string_pretty(timings)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => println!("timings: {}", path.display()),
+        Err(error) => eprintln!("teesys-qemu: cannot write {}: {error}", path.display()),
     }
 }
 
@@ -217,5 +233,21 @@ mod tests {
         ]);
         assert!(!args.seed_bugs);
         assert_eq!(args.kexecs, 3);
+    }
+
+    /// The bench reads `kexec_cycle_ms` from this file by name: the launcher must write it so.
+    #[test]
+    fn timings_are_written_where_and_as_the_bench_reads_them() {
+        let dir = std::env::temp_dir().join(format!("teesys-qemu-timings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let timings = Timings {
+            kexec_cycle_ms: vec![4100, 3900],
+            ..Timings::default()
+        };
+        write_timings(&timings, &dir);
+        let text = std::fs::read_to_string(dir.join(TIMINGS_FILE)).expect("timings written");
+        let _ = std::fs::remove_dir_all(&dir);
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(value["kexec_cycle_ms"], serde_json::json!([4100, 3900]));
     }
 }

@@ -91,8 +91,9 @@ fn line(step: &Step) -> String {
     )
 }
 
-/// Times measured under TCG, for the README's benchmark.
-#[derive(Debug, Default, Clone)]
+/// Times measured under TCG, for the README's benchmark; written to the run folder as
+/// `timings.json`, which `cargo xtask bench` reads for its QEMU figure.
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Timings {
     /// QEMU start → teed ready on the cold boot.
     pub cold_boot_ms: Option<u64>,
