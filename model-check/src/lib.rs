@@ -123,8 +123,10 @@ impl Violation {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Summary {
     pub init_phase: String,
-    /// init's view of each server: its state's kind (deadlines dropped) and whether it lives.
-    pub servers: Vec<(&'static str, bool)>,
+    /// init's view of each server: its state's kind (deadlines dropped), whether it lives, and
+    /// its supervised restarts this boot up to the give-up budget (they set the backoff and
+    /// when init gives up, so two counts are two futures).
+    pub servers: Vec<(&'static str, bool, u32)>,
     pub teed_serving: bool,
     pub teed_registrations: usize,
     pub teed_sessions: usize,
@@ -169,6 +171,9 @@ impl Hash for State {
     }
 }
 
+/// Restarts told apart: one past init's default budget (`max_restarts`, 5), where it gives up.
+const RESTARTS_SEEN: u32 = 6;
+
 fn state_kind(state: &SupervisedState) -> &'static str {
     match state {
         SupervisedState::NotStarted => "not-started",
@@ -192,7 +197,7 @@ fn summarize(sim: &Sim, in_flight: bool) -> Summary {
         servers: view
             .servers
             .iter()
-            .map(|s| (state_kind(&s.state), s.alive))
+            .map(|s| (state_kind(&s.state), s.alive, s.restarts.min(RESTARTS_SEEN)))
             .collect(),
         teed_serving: teed.is_some_and(|t| t.is_serving()),
         teed_registrations: teed.map_or(0, |t| t.registrations().count()),

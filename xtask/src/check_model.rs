@@ -9,10 +9,14 @@ use crate::run::{cargo, CommandExt};
 const DEPTH: &str = "12";
 
 pub fn run(root: &Path) -> Result<(), String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .to_string();
     for profile in ["3.14", "4.x"] {
         cargo(root)
             .args([
                 "run",
+                "--release",
                 "--quiet",
                 "-p",
                 "teesys-model-check",
@@ -23,6 +27,8 @@ pub fn run(root: &Path) -> Result<(), String> {
                 DEPTH,
                 "--profile",
                 profile,
+                "--threads",
+                &threads,
             ])
             .status_ok("check-model")?;
     }

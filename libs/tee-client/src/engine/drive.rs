@@ -36,6 +36,11 @@ impl<S: TaService> Client<S> {
         if self.link.retry_at.is_some_and(|due| due > now) {
             return false;
         }
+        let acquiring = self.link.session.is_none() || self.link.shm.is_none();
+        if acquiring && self.link.teed_unreachable && matches!(self.phase, Phase::Serving) {
+            // Nothing to acquire from until init links a successor (TeedEndpoint).
+            return false;
+        }
         let mut deadline = now.saturating_add(self.config.deadlines.teed_call_ms);
         if let Phase::Starting { give_up_at, .. } = self.phase {
             deadline = deadline.min(give_up_at);

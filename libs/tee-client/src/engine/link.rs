@@ -46,6 +46,10 @@ pub(super) struct Link {
     pub outstanding: Option<Outstanding>,
     /// No acquisition before this instant (backoff after a failure).
     pub retry_at: Option<Millis>,
+    /// The shell has no endpoint to teed: no acquisition is attempted (and no retry timer
+    /// runs) until init links a successor. Without this a client of a teed that init gave up
+    /// on would retry forever.
+    pub teed_unreachable: bool,
     backoff_ms: Millis,
     late: VecDeque<(u32, Purpose)>,
 }
@@ -61,6 +65,7 @@ impl Link {
             shm: None,
             outstanding: None,
             retry_at: None,
+            teed_unreachable: false,
             backoff_ms: 0,
             late: VecDeque::new(),
         }

@@ -156,6 +156,9 @@ impl<S: TaService> Client<S> {
             InitRequest::TeedEndpoint { .. } => {
                 self.link.shorten_deadline(now);
                 self.on_deadlines(now);
+                // A successor exists: acquire from it at once, whatever the backoff was.
+                self.link.teed_unreachable = false;
+                self.link.reset_backoff();
             }
             InitRequest::ClientEndpoint { .. } => {}
         }
@@ -222,8 +225,9 @@ impl<S: TaService> Client<S> {
     /// The shell has no way to teed (its endpoint closed, no new one came) and could not send
     /// what the core asked: whatever waits for teed fails now, as at its deadline, so a
     /// consumer hears "retry" at once instead of after the call deadline. A new teed endpoint
-    /// (`TeedEndpoint`) puts things right again.
+    /// (`TeedEndpoint`) puts things right again; until then no acquisition is retried.
     pub fn teed_unreachable(&mut self, now: Millis, mem: &mut dyn PhysMem) {
+        self.link.teed_unreachable = true;
         self.link.shorten_deadline(now);
         self.on_deadlines(now);
         self.drive(now, mem);
@@ -244,7 +248,9 @@ impl<S: TaService> Client<S> {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let outstanding = self.link.outstanding.map(|o| o.deadline);
         let retry = match self.phase {
-            Phase::Starting { .. } | Phase::Serving => self.link.retry_at,
+            // Starting keeps its retries: its start deadline must still fire.
+            Phase::Starting { .. } => self.link.retry_at,
+            Phase::Serving if !self.link.teed_unreachable => self.link.retry_at,
             _ => None,
         };
         let shutdown = match &self.phase {

@@ -290,6 +290,10 @@ impl Sim {
             (Channel::ClientToTeed(id), Message::TeedRequest(frame)) => {
                 if let Some(t) = self.teed.as_mut() {
                     t.handle_client(now, id, frame);
+                } else {
+                    // As the hosted shell does when it has no endpoint to teed.
+                    self.teed_unreachable(id);
+                    self.drain_clients()?;
                 }
             }
             (Channel::TeedToClient(id), Message::TeedResponse(frame)) => {
@@ -378,6 +382,17 @@ impl Sim {
                     p.core.handle_init(now, &mut ram, frame);
                 }
             }
+        }
+    }
+
+    /// The client incarnation `id` sent to teed while no teed runs: it hears so at once.
+    fn teed_unreachable(&mut self, id: ClientId) {
+        let now = self.now;
+        let mut ram = self.ram.clone();
+        if let Some(p) = self.tpmd.as_mut().filter(|p| p.id == id) {
+            p.core.teed_unreachable(now, &mut ram);
+        } else if let Some(p) = self.bnxtd.as_mut().filter(|p| p.id == id) {
+            p.core.teed_unreachable(now, &mut ram);
         }
     }
 
