@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Child, ExitStatus};
 
 use serde::Serialize;
-use tee_proto::lifecycle::{ServerEvent, ServerKind};
+use tee_proto::grants::Grants;
+use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind};
 use tee_proto::{Frame, Generation};
 use tee_rt::endpoint::{Endpoint, EndpointError};
 use tee_rt::spawn::spawn_server;
@@ -63,6 +64,24 @@ impl ServerProcess {
         self.lifecycle.send_frame(frame, fds)
     }
 
+    /// Sends a lifecycle frame; a failure is only logged, since a dead server's exit is
+    /// reported by reaping it.
+    pub fn send_or_log(&self, frame: &Frame<InitRequest>, fds: &[BorrowedFd<'_>]) {
+        if let Err(error) = self.send(frame, fds) {
+            tracing::warn!(kind = ?self.kind, body = ?frame.body, %error, "lifecycle send failed");
+        }
+    }
+
+    /// Sends `Hello` with `grants` attached, naming them in the frame.
+    pub fn send_hello<'a>(&self, frame: &Frame<InitRequest>, grants: impl Grants<BorrowedFd<'a>>) {
+        let (kinds, fds) = grants.into_parts();
+        let mut frame = frame.clone();
+        if let InitRequest::Hello { grants, .. } = &mut frame.body {
+            *grants = kinds;
+        }
+        self.send_or_log(&frame, &fds);
+    }
+
     /// Takes one frame off the lifecycle endpoint without blocking.
     pub fn receive(&mut self) -> Received {
         match self.lifecycle.recv_frame::<ServerEvent>() {
@@ -98,6 +117,14 @@ impl ServerProcess {
             Err(error) => return Err(error),
         }
         self.child.wait()
+    }
+
+    /// Stops it for good; a failure is only logged (nothing else can be done about it).
+    pub fn reap(self) {
+        let kind = self.kind;
+        if let Err(error) = self.kill_and_reap() {
+            tracing::warn!(?kind, %error, "kill failed");
+        }
     }
 
     /// The exit status once the process has exited.

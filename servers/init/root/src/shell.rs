@@ -5,7 +5,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tee_proto::grants::{ClientGrants, Grants, TeedGrants, WindowGrants};
+use tee_proto::grants::{ClientGrants, TeedGrants, WindowGrants};
 use tee_proto::lifecycle::{BootKind, InitRequest, ServerEvent, ServerKind};
 use tee_proto::secure::SecureStats;
 use tee_proto::{Frame, Generation, Header};
@@ -158,7 +158,7 @@ impl Host {
         let index = server_index(server);
         if let Some(old) = self.procs[index].take() {
             tracing::warn!(?server, "start while an incarnation runs; killing it");
-            reap(old);
+            old.reap();
         }
         match ServerProcess::spawn(server, generation, &self.programs[index]) {
             Ok(process) => self.procs[index] = Some(process),
@@ -172,7 +172,7 @@ impl Host {
     pub(super) fn stop(&mut self, server: ServerKind) {
         if let Some(process) = self.procs[server_index(server)].take() {
             tracing::info!(?server, generation = process.generation, "stopping");
-            reap(process);
+            process.reap();
         }
     }
 
@@ -191,7 +191,7 @@ impl Host {
             (ServerKind::Tpmd | ServerKind::Bnxtd, InitRequest::Hello { .. }) => {
                 self.hello_client(server, &frame)
             }
-            _ => send_or_log(process, &frame, &[]),
+            _ => process.send_or_log(&frame, &[]),
         }
     }
 
@@ -207,7 +207,7 @@ impl Host {
                 tracing::error!(%error, "no conduit from the secure world");
                 if let Some(process) = self.procs[teed].take() {
                     let generation = process.generation;
-                    reap(process);
+                    process.reap();
                     let now = self.now();
                     self.sup
                         .incarnation_exited(now, ServerKind::Teed, generation);
@@ -225,7 +225,7 @@ impl Host {
                     bnxtd: self.caps.windows.bnxtd.as_fd(),
                 }),
             };
-            send_hello(process, frame, grants);
+            process.send_hello(frame, grants);
         }
         // init's copy of the conduit closes here: teed holds the only one.
         drop(conduit);
@@ -259,7 +259,7 @@ impl Host {
             consumers,
             swtpm,
         };
-        send_hello(process, frame, grants);
+        process.send_hello(frame, grants);
         drop(client_end);
         self.give_teed_endpoint(client, generation, teed_end);
     }
@@ -290,7 +290,7 @@ impl Host {
                 header,
                 body: InitRequest::TeedEndpoint { teed_generation },
             };
-            send_or_log(process, &frame, &[client_end.as_fd()]);
+            process.send_or_log(&frame, &[client_end.as_fd()]);
         }
         drop(client_end);
         self.give_teed_endpoint(client, generation, teed_end);
@@ -309,7 +309,7 @@ impl Host {
                 header,
                 body: InitRequest::ClientEndpoint { client, generation },
             };
-            send_or_log(teed, &frame, &[end.as_fd()]);
+            teed.send_or_log(&frame, &[end.as_fd()]);
         }
     }
 
@@ -399,34 +399,6 @@ fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
-}
-
-fn reap(process: ServerProcess) {
-    let kind = process.kind;
-    if let Err(error) = process.kill_and_reap() {
-        tracing::warn!(?kind, %error, "kill failed");
-    }
-}
-
-/// Sends `Hello` with `grants`, naming them in the frame.
-fn send_hello<'a>(
-    process: &ServerProcess,
-    frame: &Frame<InitRequest>,
-    grants: impl Grants<BorrowedFd<'a>>,
-) {
-    let (kinds, fds) = grants.into_parts();
-    let mut frame = frame.clone();
-    if let InitRequest::Hello { grants, .. } = &mut frame.body {
-        *grants = kinds;
-    }
-    send_or_log(process, &frame, &fds);
-}
-
-fn send_or_log(process: &ServerProcess, frame: &Frame<InitRequest>, fds: &[BorrowedFd<'_>]) {
-    if let Err(error) = process.send(frame, fds) {
-        // A dead server's exit is reported by reaping; nothing else to do here.
-        tracing::warn!(kind = ?process.kind, body = ?frame.body, %error, "lifecycle send failed");
-    }
 }
 
 fn log_notice(notice: &Notice) {

@@ -7,14 +7,14 @@ pub mod sys;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use tee_proto::grants::{ClientGrants, Grants, TeedGrants};
+use tee_proto::grants::{ClientGrants, TeedGrants};
 use tee_proto::lifecycle::{InitRequest, ServerEvent, ServerKind};
 use tee_proto::{Frame, Generation, Header};
 use tee_rt::endpoint::Endpoint;
@@ -307,7 +307,7 @@ impl Guest {
     fn start(&mut self, now: u64, server: ServerKind, generation: Generation) {
         let index = server_index(server);
         if let Some(old) = self.procs[index].take() {
-            reap(old);
+            old.reap();
         }
         let program = PathBuf::from(BIN_DIR).join(binary(server));
         match ServerProcess::spawn(server, generation, &program) {
@@ -321,7 +321,7 @@ impl Guest {
 
     fn stop(&mut self, server: ServerKind) {
         if let Some(process) = self.procs[server_index(server)].take() {
-            reap(process);
+            process.reap();
         }
     }
 
@@ -335,7 +335,7 @@ impl Guest {
         match (server, frame.body) {
             (ServerKind::Teed, InitRequest::Hello { .. }) => self.hello_teed(&frame),
             (_, InitRequest::Hello { .. }) => self.hello_client(server, &frame),
-            _ => send_or_log(process, &frame, &[]),
+            _ => process.send_or_log(&frame, &[]),
         }
     }
 
@@ -357,7 +357,7 @@ impl Guest {
                 ram: ram.as_fd(),
                 windows: None,
             };
-            send_hello(process, frame, grants);
+            process.send_hello(frame, grants);
         }
         for client in [ServerKind::Tpmd, ServerKind::Bnxtd] {
             self.relink_client(client);
@@ -395,7 +395,7 @@ impl Guest {
             consumers: listener,
             swtpm: None,
         };
-        send_hello(process, frame, grants);
+        process.send_hello(frame, grants);
         drop(client_end);
         self.give_teed_endpoint(client, generation, teed_end);
     }
@@ -417,7 +417,7 @@ impl Guest {
                 header,
                 body: InitRequest::TeedEndpoint { teed_generation },
             };
-            send_or_log(process, &frame, &[client_end.as_fd()]);
+            process.send_or_log(&frame, &[client_end.as_fd()]);
         }
         drop(client_end);
         self.give_teed_endpoint(client, generation, teed_end);
@@ -433,7 +433,7 @@ impl Guest {
                 header,
                 body: InitRequest::ClientEndpoint { client, generation },
             };
-            send_or_log(teed, &frame, &[end.as_fd()]);
+            teed.send_or_log(&frame, &[end.as_fd()]);
         }
     }
 
@@ -703,32 +703,6 @@ fn shutdown_summary(sup: &Supervisor) -> (bool, String) {
         parts.push(text);
     }
     (clean, parts.join(", "))
-}
-
-fn reap(process: ServerProcess) {
-    let kind = process.kind;
-    if let Err(error) = process.kill_and_reap() {
-        tracing::warn!(?kind, %error, "kill failed");
-    }
-}
-
-fn send_hello<'a>(
-    process: &ServerProcess,
-    frame: &Frame<InitRequest>,
-    grants: impl Grants<BorrowedFd<'a>>,
-) {
-    let (kinds, fds) = grants.into_parts();
-    let mut frame = frame.clone();
-    if let InitRequest::Hello { grants, .. } = &mut frame.body {
-        *grants = kinds;
-    }
-    send_or_log(process, &frame, &fds);
-}
-
-fn send_or_log(process: &ServerProcess, frame: &Frame<InitRequest>, fds: &[BorrowedFd<'_>]) {
-    if let Err(error) = process.send(frame, fds) {
-        tracing::warn!(kind = ?process.kind, %error, "lifecycle send failed");
-    }
 }
 
 /// PID 1 must not exit (the kernel would panic): on a fatal error it says why and powers off.
