@@ -58,35 +58,15 @@ fn boot_text(boot: Option<GuestBoot>) -> String {
 }
 
 fn line(step: &Step) -> String {
-    let verdict = if step.problems.is_empty() {
-        "ok".to_string()
-    } else {
-        format!("FAIL: {}", step.problems.join("; "))
-    };
-    let secure = step.secure.map_or("secure world ?".into(), |s| {
-        format!(
-            "{} reg ({} KiB), {} sess, heap {}/{} B",
-            s.registrations,
-            s.registered_bytes / 1024,
-            s.sessions,
-            s.heap_used,
-            s.heap_capacity
-        )
-    });
-    let left = step.left.map_or("-".into(), |s| {
-        format!(
-            "{} reg, {} sess, {} cached",
-            s.registrations, s.sessions, s.cached_buffers
-        )
-    });
+    let cells = teectl::show::step_cells(step.left, step.secure, &step.problems);
     format!(
         "{:<30} {:>7} ms  {:<22} {:<26} {:<44} {} {}",
         step.name,
         step.took_ms,
         boot_text(step.boot),
-        left,
-        secure,
-        verdict,
+        cells.left,
+        cells.secure,
+        cells.verdict,
         step.note
     )
 }

@@ -53,35 +53,15 @@ struct Demo {
 }
 
 fn step_line(step: &DemoStep) -> String {
-    let verdict = if step.problems.is_empty() {
-        "ok".to_string()
-    } else {
-        format!("FAIL: {}", step.problems.join("; "))
-    };
-    let secure = step.secure.map_or("secure world ?".to_string(), |s| {
-        format!(
-            "{} reg ({} KiB), {} sess, heap {}/{} B",
-            s.registrations,
-            s.registered_bytes / 1024,
-            s.sessions,
-            s.heap_used,
-            s.heap_capacity
-        )
-    });
-    let left = step.left_at_transition.map_or("-".to_string(), |s| {
-        format!(
-            "{} reg, {} sess, {} cached",
-            s.registrations, s.sessions, s.cached_buffers
-        )
-    });
+    let cells = show::step_cells(step.left_at_transition, step.secure, &step.problems);
     format!(
         "{:<30} {:>6} ms  {:<34} {:<26} {:<44} {} {}",
         step.step,
         step.took_ms,
         show::boot(step.boot),
-        left,
-        secure,
-        verdict,
+        cells.left,
+        cells.secure,
+        cells.verdict,
         step.note
     )
 }

@@ -86,6 +86,44 @@ fn server_line(line: &ServerLine) -> String {
     )
 }
 
+/// The cells of a lifecycle table's row that the hosted demo and the QEMU scenario share:
+/// what a transition left in the secure world, what it holds now, and the verdict.
+pub struct StepCells {
+    pub left: String,
+    pub secure: String,
+    pub verdict: String,
+}
+
+pub fn step_cells(
+    left: Option<SecureStats>,
+    secure: Option<SecureStats>,
+    problems: &[String],
+) -> StepCells {
+    StepCells {
+        left: left.map_or("-".into(), |s| {
+            format!(
+                "{} reg, {} sess, {} cached",
+                s.registrations, s.sessions, s.cached_buffers
+            )
+        }),
+        secure: secure.map_or("secure world ?".into(), |s| {
+            format!(
+                "{} reg ({} KiB), {} sess, heap {}/{} B",
+                s.registrations,
+                s.registered_bytes / 1024,
+                s.sessions,
+                s.heap_used,
+                s.heap_capacity
+            )
+        }),
+        verdict: if problems.is_empty() {
+            "ok".into()
+        } else {
+            format!("FAIL: {}", problems.join("; "))
+        },
+    }
+}
+
 pub fn secure(stats: Option<SecureStats>) -> String {
     match stats {
         None => "  secure world: not answering".into(),
