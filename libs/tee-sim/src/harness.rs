@@ -71,6 +71,11 @@ pub struct TeedHarness {
     held: VecDeque<(teed::SmcToken, optee_abi::smc::Regs)>,
     /// Every cookie teed handed the secure world: in REGISTER_SHM and in RPC ALLOC answers.
     pub cookies_seen: Vec<u64>,
+    /// Whether to read every SMC's message for [`TeedHarness::cookies_seen`] (on by default;
+    /// the bench turns it off so that it times teed, not the harness's watch).
+    pub watch_cookies: bool,
+    /// `TEESYS_TRACE_SMC` set: print every SMC (read once, not per call).
+    trace_smcs: bool,
     /// When set, decides each SMC before the model may answer it.
     pub script: Option<Script>,
     /// SMCs the script chose never to answer.
@@ -115,6 +120,8 @@ impl TeedHarness {
             conduit_broken: false,
             held: VecDeque::new(),
             cookies_seen: Vec::new(),
+            watch_cookies: true,
+            trace_smcs: std::env::var_os("TEESYS_TRACE_SMC").is_some(),
             script: None,
             unanswered: Vec::new(),
         }
@@ -390,7 +397,9 @@ impl TeedHarness {
             return;
         }
         self.smcs += 1;
-        self.note_cookie(&regs);
+        if self.watch_cookies {
+            self.note_cookie(&regs);
+        }
         if let Some(script) = self.script.as_mut() {
             match script(&regs) {
                 Twist::Honest => {}
@@ -406,7 +415,7 @@ impl TeedHarness {
         }
         let mut ram = self.ram.clone();
         let out = self.secure.smc(&mut ram, regs);
-        if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
+        if self.trace_smcs {
             eprintln!("smc {:x?} -> {:x?}", &regs[..4], &out[..6]);
         }
         self.teed.handle_smc_return(self.now, token, out);
