@@ -285,6 +285,18 @@ impl<M: PhysMem> Teed<M> {
         self.registry.sessions.iter().map(|(id, s)| (*id, s.owner))
     }
 
+    /// What each outstanding yielding call is for (read-only; the simulator's coverage names
+    /// what a fault cut into with it).
+    pub fn call_purposes(&self) -> impl Iterator<Item = &crate::types::Purpose> + '_ {
+        self.engine.purposes()
+    }
+
+    /// Outstanding calls parked with their secure thread suspended until a timer or a
+    /// notification resumes them (RPC SUSPEND, NOTIFICATION WAIT).
+    pub fn sleeping_calls(&self) -> usize {
+        self.engine.sleeping_calls()
+    }
+
     /// True once the probe finished and requests are served.
     pub fn is_serving(&self) -> bool {
         matches!(self.phase, Phase::Serving)
@@ -360,6 +372,17 @@ impl<M: PhysMem> Teed<M> {
     /// Asynchronous notifications are enabled in this incarnation (and not stopped).
     pub fn notifications_enabled(&self) -> bool {
         self.engine.abi.notif.enabled
+    }
+
+    /// An asynchronous notification is being served: a GET_ASYNC_NOTIF_VALUE round or a
+    /// bottom half is out or wanted, or notifications are being stopped.
+    pub fn notification_in_flight(&self) -> bool {
+        use crate::abi::AbiCall;
+        use crate::types::Purpose;
+        !self.engine.abi.notif_idle()
+            || self
+                .engine
+                .any_call(|p| matches!(p, Purpose::Abi(AbiCall::StopNotif | AbiCall::BottomHalf)))
     }
 
     /// Counters of the modern interface.

@@ -289,6 +289,11 @@ impl<S: TaService> Client<S> {
         self.link.my_generation
     }
 
+    /// A consumer's job is at the TA (its call is in flight), or one waits its turn.
+    pub fn has_active_job(&self) -> bool {
+        self.active.is_some() || !self.queue.is_empty()
+    }
+
     /// teed's generation as this client last heard of it.
     pub fn teed_generation(&self) -> Generation {
         self.link.teed_generation

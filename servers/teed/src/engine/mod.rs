@@ -493,6 +493,19 @@ impl CallEngine {
             .filter(move |p| p.reply_to().is_some_and(|r| r.client == client))
     }
 
+    /// What every outstanding call is for.
+    pub fn purposes(&self) -> impl Iterator<Item = &Purpose> + '_ {
+        self.calls.values().map(|c| &c.purpose)
+    }
+
+    /// Calls parked on a timer or a notification with their thread suspended.
+    pub fn sleeping_calls(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|c| matches!(c.status, CallStatus::Sleeping { .. }))
+            .count()
+    }
+
     /// Calls with no SMC out (waiting for a thread, a timer or a child).
     pub fn parked_calls(&self) -> Vec<CallId> {
         self.calls
