@@ -2,11 +2,13 @@
 //!
 //! All nondeterminism comes from one seed, so any failure replays from the seed it prints.
 
+pub mod coverage;
 pub mod harness;
 pub mod layout;
 pub mod ram;
 pub mod sim;
 
+pub use coverage::{Coverage, Fault, InFlight};
 pub use harness::{Script, Stalled, TeedHarness, Twist, BNXTD, TPMD};
 pub use ram::SharedRam;
-pub use sim::{Sim, SimConfig, SimFailure, SimStats};
+pub use sim::{Aiming, Sim, SimConfig, SimFailure, SimStats};

@@ -16,6 +16,9 @@ impl Sim {
     pub(crate) fn finish(&mut self) -> Result<(), SimFailure> {
         self.cfg.faults.kill_mid_step = 0.0;
         self.cfg.faults.crash_mid_step = 0.0;
+        if let Some(aim) = self.cover.as_mut().and_then(|c| c.aim.as_mut()) {
+            aim.on = false;
+        }
         self.settle()?;
         if self.cfg.expect_fixed {
             // A world that does not serve (the crash kernel, a declined probe) cannot release

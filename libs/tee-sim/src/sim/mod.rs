@@ -5,6 +5,8 @@
 //! between two steps) comes from a `SmallRng` seeded with [`SimConfig::seed`], so a failure
 //! replays exactly from the seed it prints. After every step the invariants are checked.
 
+mod aim;
+pub mod classify;
 pub mod config;
 pub mod consumers;
 pub mod finish;
@@ -24,10 +26,12 @@ use tee_proto::lifecycle::{BootKind, ServerKind};
 use teed::Teed;
 use teesys_init::Supervisor;
 
+pub use self::aim::Aiming;
 pub use self::config::{Breaks, Faults, SimConfig, Weights};
 use self::consumers::{NicDriver, TpmConsumer};
 use self::invariants::Checker;
 use self::net::Net;
+use crate::coverage::{Coverage, Fault};
 use crate::layout;
 use crate::ram::SharedRam;
 
@@ -102,6 +106,14 @@ pub struct Sim {
     /// The typed errors teed answered each client with since the last boot began (the first
     /// [`MAX_REFUSALS`]).
     pub(crate) refusals: Vec<(ServerKind, tee_proto::WireError)>,
+    /// A covered run's counts and aim ([`Sim::run_covered`]); `None` in every other run.
+    pub(crate) cover: Option<Box<Covering>>,
+}
+
+/// What a covered run keeps besides the machine.
+pub(crate) struct Covering {
+    pub coverage: Coverage,
+    pub aim: Option<aim::Aim>,
 }
 
 const TRAIL: usize = 60;
@@ -146,12 +158,37 @@ impl Sim {
             script_answers: Vec::new(),
             script_bnxt_answers: Vec::new(),
             refusals: Vec::new(),
+            cover: None,
         }
     }
 
     /// Runs the seed's whole operation script.
     pub fn run(cfg: SimConfig) -> Result<SimStats, SimFailure> {
+        Sim::new(cfg).run_script()
+    }
+
+    /// Runs the seed's whole operation script as [`Sim::run`] does, and counts which fault
+    /// landed while what was in flight. With `aiming`, faults are also landed mid-step where
+    /// this run has not reached a pair yet (see [`Aiming`]); that changes the run from the
+    /// first aimed fault on, deterministically per seed. Without it the run is exactly
+    /// [`Sim::run`]'s.
+    pub fn run_covered(
+        cfg: SimConfig,
+        aiming: Option<Aiming>,
+    ) -> (Result<SimStats, SimFailure>, Coverage) {
         let mut sim = Sim::new(cfg);
+        let seed = sim.cfg.seed;
+        sim.cover = Some(Box::new(Covering {
+            coverage: Coverage::default(),
+            aim: aiming.map(|a| aim::Aim::new(seed, a)),
+        }));
+        let result = sim.run_script();
+        let coverage = sim.cover.take().map(|c| c.coverage).unwrap_or_default();
+        (result, coverage)
+    }
+
+    fn run_script(&mut self) -> Result<SimStats, SimFailure> {
+        let sim = self;
         sim.boot_pending()?;
         sim.settle()?;
         for _ in 0..sim.cfg.faults.ops {
@@ -160,6 +197,66 @@ impl Sim {
         }
         sim.finish()?;
         Ok(sim.stats)
+    }
+
+    /// A fault lands now: a covered run counts it against what is in flight (when it takes
+    /// effect), then it is carried out.
+    pub(crate) fn land(&mut self, fault: Fault) {
+        if let Some(mut cover) = self.cover.take() {
+            let seen = classify::Observed::of(self);
+            if seen.lands(fault, self) {
+                cover.coverage.record(fault, seen.phases());
+            }
+            self.cover = Some(cover);
+        }
+        match fault {
+            Fault::Kexec => {
+                self.stats.kexecs += 1;
+                self.init.request_kexec(self.now);
+            }
+            Fault::Reset => {
+                self.stats.resets += 1;
+                self.init.request_reboot(self.now);
+            }
+            Fault::CrashWithShutdown | Fault::CrashWithoutShutdown => {
+                self.stats.crashes += 1;
+                let ipc = fault == Fault::CrashWithShutdown;
+                self.init.request_crash(self.now, ipc);
+            }
+            Fault::Kill(server) => self.kill(server),
+            Fault::Restart(server) => self.init.request_restart(self.now, server),
+        }
+    }
+
+    /// A covered run's aim: a fault lands mid-step while a phase this run has not covered is
+    /// live. Draws nothing from the run's generator.
+    fn aimed_fault(&mut self) -> Result<(), SimFailure> {
+        let Some(mut cover) = self.cover.take() else {
+            return Ok(());
+        };
+        let fault = match cover.aim.as_mut().filter(|a| a.on) {
+            Some(aim) => {
+                let seen = classify::Observed::of(self);
+                let phases = seen.phases();
+                cover.coverage.saw(phases);
+                let weights = self.cfg.faults.weights;
+                let lands = |f| seen.lands(f, self);
+                aim.pick(self.cfg.profile(), &weights, phases, &cover.coverage, lands)
+                    .map(|f| (f, phases))
+            }
+            None => None,
+        };
+        self.cover = Some(cover);
+        if let Some((fault, phases)) = fault {
+            self.note(format!(
+                "aim: {} mid-step, in flight {:?}",
+                fault.name(),
+                phases.iter().map(|p| p.name()).collect::<Vec<_>>()
+            ));
+            self.land(fault);
+            self.drain_init()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn note(&mut self, line: String) {
@@ -233,31 +330,23 @@ impl Sim {
                     self.consumer_traffic();
                 }
             }
-            Op::Kexec => {
-                self.stats.kexecs += 1;
-                self.init.request_kexec(self.now);
-            }
-            Op::Reboot => {
-                self.stats.resets += 1;
-                self.init.request_reboot(self.now);
-            }
-            Op::Crash { ipc } => {
-                self.stats.crashes += 1;
-                self.init.request_crash(self.now, ipc);
-            }
-            Op::Kill(server) => self.kill(server),
+            Op::Kexec => self.land(Fault::Kexec),
+            Op::Reboot => self.land(Fault::Reset),
+            Op::Crash { ipc: true } => self.land(Fault::CrashWithShutdown),
+            Op::Crash { ipc: false } => self.land(Fault::CrashWithoutShutdown),
+            Op::Kill(server) => self.land(Fault::Kill(server)),
             Op::KillClient => {
                 let server = if self.rng.gen() {
                     ServerKind::Tpmd
                 } else {
                     ServerKind::Bnxtd
                 };
-                self.kill(server);
+                self.land(Fault::Kill(server));
             }
             Op::Restart => {
                 let server = [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd]
                     [self.rng.gen_range(0..3)];
-                self.init.request_restart(self.now, server);
+                self.land(Fault::Restart(server));
             }
             Op::Hostile => self.hostile_frame(),
         }
@@ -282,6 +371,7 @@ impl Sim {
         self.step += 1;
         self.stats.steps += 1;
         self.maybe_fault_mid_step()?;
+        self.aimed_fault()?;
         let ready = self.net.ready();
         let progressed = if ready.is_empty() {
             self.fire_timer()?
@@ -315,11 +405,10 @@ impl Sim {
             let server =
                 [ServerKind::Teed, ServerKind::Tpmd, ServerKind::Bnxtd][self.rng.gen_range(0..3)];
             self.note(format!("fault: kill {server:?} mid-step"));
-            self.kill(server);
+            self.land(Fault::Kill(server));
         } else if self.rng.gen_bool(f.crash_mid_step) {
             self.note("fault: crash mid-step, no shutdown IPC".into());
-            self.stats.crashes += 1;
-            self.init.request_crash(self.now, false);
+            self.land(Fault::CrashWithoutShutdown);
         }
         self.drain_init()
     }

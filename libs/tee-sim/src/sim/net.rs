@@ -74,6 +74,11 @@ impl Net {
         self.queues.retain(|c, _| keep(c));
     }
 
+    /// Something waits on `channel`.
+    pub fn has(&self, channel: Channel) -> bool {
+        self.queues.get(&channel).is_some_and(|q| !q.is_empty())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queues.values().all(|q| q.is_empty())
     }
