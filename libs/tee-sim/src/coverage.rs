@@ -86,7 +86,7 @@ impl Fault {
     /// init takes the request only between boots' shutdowns: an orderly kexec or reboot and an
     /// operator restart are ignored while a shutdown runs (init's `begin_orderly`,
     /// `request_restart`), so they never land then.
-    fn refused_while_shutting_down(self) -> bool {
+    pub fn refused_while_shutting_down(self) -> bool {
         matches!(self, Fault::Kexec | Fault::Reset | Fault::Restart(_))
     }
 }

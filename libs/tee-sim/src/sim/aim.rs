@@ -24,6 +24,9 @@ pub struct Aiming {
     /// The same chance while such a phase is a rare one (live for a step or two, a few times
     /// in a run at most).
     pub rare_rate: f64,
+    /// Chance, at each step where what leads to a rare phase is live and that phase still has
+    /// faults to land in it this run, that a fault which opens it lands.
+    pub lead_rate: f64,
     /// How much likelier a fault not yet reached in a live phase is than its weight says.
     pub factor: u32,
 }
@@ -33,10 +36,39 @@ impl Default for Aiming {
         Aiming {
             rate: 0.05,
             rare_rate: 1.0,
+            lead_rate: 1.0,
             factor: 10,
         }
     }
 }
+
+/// A phase that lasts a step or two and comes only after a particular fault: while what
+/// leads to it is live, the aim lands one of `faults` to open it.
+struct LeadIn {
+    target: InFlight,
+    when: fn(Phases) -> bool,
+    faults: &'static [Fault],
+}
+
+/// A client's invocation inside the TA (its thread suspended in an RPC or by an interrupt).
+fn invocation_in_ta(phases: Phases) -> bool {
+    phases.contains(InFlight::Invoke)
+        && (phases.contains(InFlight::RpcCmd) || phases.contains(InFlight::ForeignIntr))
+}
+
+/// The lead-ins: a call sleeps (NOTIFICATION WAIT) when the TA it enters is busy with another
+/// thread; with one session per client, that is teed reclaiming a dead client's session while
+/// the client's invocation is still inside the TA.
+const LEAD_INS: [LeadIn; 1] = [LeadIn {
+    target: InFlight::Sleeping,
+    when: invocation_in_ta,
+    faults: &[
+        Fault::Kill(ServerKind::Tpmd),
+        Fault::Restart(ServerKind::Tpmd),
+        Fault::Kill(ServerKind::Bnxtd),
+        Fault::Restart(ServerKind::Bnxtd),
+    ],
+}];
 
 /// Keeps the aim's draws apart from the run's own generator.
 const AIM_SALT: u64 = 0xA1A1_C0FE_0000_0019;
@@ -75,6 +107,9 @@ impl Aim {
         let open = |f: Fault, p: InFlight| {
             p != InFlight::Idle && is_possible(profile, f, p) && run.count(f, p) == 0 && lands(f)
         };
+        if let Some(fault) = self.lead_in(profile, phases, run, &lands) {
+            return Some(fault);
+        }
         let unreached = |f: Fault| phases.iter().any(|p| open(f, p));
         if !Fault::ALL.into_iter().any(unreached) {
             return None;
@@ -90,7 +125,17 @@ impl Aim {
         if !self.rng.gen_bool(rate) {
             return None;
         }
-        let table = weights.aimed(unreached, self.aiming.factor);
+        let mut table = weights.aimed(unreached, self.aiming.factor);
+        for (weight, fault) in table.iter_mut().zip(Fault::ALL) {
+            if !lands(fault) {
+                // A fault that would not take effect now is not aimed.
+                *weight = 0;
+            } else if rare && unreached(fault) && fault.refused_while_shutting_down() {
+                // init takes it only outside a shutdown, and rare phases come as often inside
+                // one: while init takes it, it goes first.
+                *weight = weight.saturating_mul(self.aiming.factor);
+            }
+        }
         let total: u32 = table.iter().sum();
         if total == 0 {
             return None;
@@ -101,6 +146,34 @@ impl Aim {
                 return Some(fault);
             }
             pick -= weight;
+        }
+        None
+    }
+
+    /// A fault that opens a rare phase this run has faults still to land in, while what
+    /// leads to it is live.
+    fn lead_in(
+        &mut self,
+        profile: Profile,
+        phases: Phases,
+        run: &Coverage,
+        lands: &impl Fn(Fault) -> bool,
+    ) -> Option<Fault> {
+        for lead in &LEAD_INS {
+            // Only when a fault the phase still lacks would take effect now (a kexec, say, is
+            // refused while a shutdown runs: opening the phase then would not serve it).
+            let wanted = Fault::ALL.into_iter().any(|f| {
+                is_possible(profile, f, lead.target) && run.count(f, lead.target) == 0 && lands(f)
+            });
+            // Once the phase is live, the aim lands what it still lacks there instead.
+            if !wanted || phases.contains(lead.target) || !(lead.when)(phases) {
+                continue;
+            }
+            let openers: Vec<Fault> = lead.faults.iter().copied().filter(|f| lands(*f)).collect();
+            if openers.is_empty() || !self.rng.gen_bool(self.aiming.lead_rate) {
+                continue;
+            }
+            return Some(openers[self.rng.gen_range(0..openers.len())]);
         }
         None
     }
@@ -171,6 +244,7 @@ mod tests {
             Aiming {
                 rate: 1.0,
                 rare_rate: 1.0,
+                lead_rate: 0.0,
                 factor: 10,
             },
         );
