@@ -19,6 +19,9 @@ commands:
                   the service set under a real arm64 kernel in QEMU: real kexec, kdump, reset
                   (--seed-bugs also runs the Linux 5.13 build, which must fail on the 4th kexec)
   check-model     exhaustive lifecycle model check (stateright), both OP-TEE profiles
+  sim-coverage [--seeds N]
+                  which fault landed while what was in flight, seeds 0..N (1,000) of the
+                  simulator under both OP-TEE profiles, into SIM_COVERAGE.md
   fuzz [TARGET] [--seconds N]  cargo-fuzz targets on nightly (all by default, 60 s each)";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub enum Command {
     },
     Qemu(crate::qemu::QemuArgs),
     CheckModel,
+    SimCoverage {
+        seeds: u64,
+    },
     Fuzz {
         target: Option<String>,
         seconds: u64,
@@ -91,6 +97,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         "qemu" => parse_qemu(rest).map(Command::Qemu),
         "check-model" => no_extra_args(Command::CheckModel),
+        "sim-coverage" => {
+            let mut seeds = 1_000;
+            let mut words = rest.iter();
+            while let Some(word) = words.next() {
+                match word.as_str() {
+                    "--seeds" => {
+                        let value = words.next().ok_or("--seeds needs a number")?;
+                        seeds = value
+                            .parse()
+                            .map_err(|_| format!("--seeds: `{value}` is not a number"))?;
+                    }
+                    other => return Err(format!("unknown option `{other}` for `sim-coverage`")),
+                }
+            }
+            Ok(Command::SimCoverage { seeds })
+        }
         "fuzz" => {
             let mut target = None;
             let mut seconds = 60;
@@ -183,6 +205,15 @@ mod tests {
             }
         );
         assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);
+        assert_eq!(
+            parse_words(&["sim-coverage"]).unwrap(),
+            Command::SimCoverage { seeds: 1_000 }
+        );
+        assert_eq!(
+            parse_words(&["sim-coverage", "--seeds", "50"]).unwrap(),
+            Command::SimCoverage { seeds: 50 }
+        );
+        assert!(parse_words(&["sim-coverage", "--seeds"]).is_err());
         assert_eq!(
             parse_words(&["qemu"]).unwrap(),
             Command::Qemu(crate::qemu::QemuArgs::default())

@@ -2,7 +2,7 @@
 //! `cargo metadata`).
 //!
 //! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench [--quick]
-//! [--no-qemu]`, `qemu [--kexecs N]`, `tidy`, `check-model`, `fuzz`.
+//! [--no-qemu]`, `qemu [--kexecs N]`, `tidy`, `check-model`, `sim-coverage [--seeds N]`, `fuzz`.
 
 mod bench;
 mod check_model;
@@ -15,6 +15,7 @@ mod qemu;
 mod redox;
 mod run;
 mod sel4;
+mod sim_coverage;
 mod test_cmd;
 mod tidy;
 
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Redox => redox::run(&root),
         Command::CheckSel4 => sel4::check(&root),
         Command::CheckModel => check_model::run(&root),
+        Command::SimCoverage { seeds } => sim_coverage::run(&root, seeds),
         Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
