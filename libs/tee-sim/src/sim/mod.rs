@@ -253,6 +253,9 @@ impl Sim {
                 fault.name(),
                 phases.iter().map(|p| p.name()).collect::<Vec<_>>()
             ));
+            if let Some(cover) = self.cover.as_mut() {
+                cover.coverage.aimed += 1;
+            }
             self.land(fault);
             self.drain_init()?;
         }
