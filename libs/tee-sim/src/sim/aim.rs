@@ -53,19 +53,21 @@ struct LeadIn {
 /// A client's invocation inside the TA (its thread suspended in an RPC or by an interrupt).
 fn invocation_in_ta(phases: Phases) -> bool {
     phases.contains(InFlight::Invoke)
-        && (phases.contains(InFlight::RpcCmd) || phases.contains(InFlight::ForeignIntr))
+        && [InFlight::RpcAlloc, InFlight::RpcCmd, InFlight::ForeignIntr]
+            .into_iter()
+            .any(|p| phases.contains(p))
 }
 
 /// The lead-ins: a call sleeps (NOTIFICATION WAIT) when the TA it enters is busy with another
 /// thread; with one session per client, that is teed reclaiming a dead client's session while
-/// the client's invocation is still inside the TA.
+/// the client's invocation is still inside the TA. An operator's restart opens it rather than
+/// a kill: it spends no restart budget (the client is not given up on after a few), and the
+/// client has a new incarnation at once, so its own kill can still land in the window.
 const LEAD_INS: [LeadIn; 1] = [LeadIn {
     target: InFlight::Sleeping,
     when: invocation_in_ta,
     faults: &[
-        Fault::Kill(ServerKind::Tpmd),
         Fault::Restart(ServerKind::Tpmd),
-        Fault::Kill(ServerKind::Bnxtd),
         Fault::Restart(ServerKind::Bnxtd),
     ],
 }];
