@@ -26,8 +26,8 @@ fn every_pair_reached_under(profile: Profile) {
     );
     if let Some(failure) = run.failures.first() {
         panic!(
-            "{failure}\nreplay: Sim::run_covered(SimConfig::for_profile({}, {profile}), \
-             Some(Aiming::default()))",
+            "{failure}\nreplay: TEESYS_OPTEE={profile} TEESYS_SEED={} cargo test -p tee-sim \
+             --test coverage replay",
             failure.seed
         );
     }
@@ -53,6 +53,28 @@ fn the_default_seeds_reach_every_pair_under_optee_3_14() {
 #[test]
 fn the_default_seeds_reach_every_pair_under_optee_4x() {
     every_pair_reached_under(Profile::Optee4x);
+}
+
+/// `TEESYS_SEED=<n> [TEESYS_OPTEE=4.x]`: replays one aimed covered run, with its trail.
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("TEESYS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
+        return;
+    };
+    let profile = std::env::var("TEESYS_OPTEE")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let cfg = SimConfig::for_profile(seed, profile);
+    let (result, coverage) = Sim::run_covered(cfg, Some(Aiming::default()));
+    eprintln!(
+        "{result:?}\n{} faults landed, {} aimed",
+        coverage.faults, coverage.aimed
+    );
+    assert!(result.is_ok());
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Targeted scheduling for covered runs: while a phase is live whose pairs this run has not
 //! reached yet, a fault may land there and then, with the faults not yet reached in it made
-//! more likely ([`Weights::aimed`]); while a rare phase ([`InFlight::is_rare`]) is live, far
-//! more likely still.
+//! more likely ([`Weights::aimed`]); while a rare phase ([`InFlight::is_rare`]) is live, at
+//! once. A rare phase that only a fault opens gets a lead-in: while what leads to it is live (a
+//! client's invocation inside the TA, for a call sleeping on the busy TA), that fault lands.
 //!
 //! The aim draws from its own generator, seeded from the run's seed, so a covered run is
 //! deterministic per seed, and until the first aimed fault lands it makes exactly the choices
@@ -27,7 +28,8 @@ pub struct Aiming {
     /// Chance, at each step where what leads to a rare phase is live and that phase still has
     /// faults to land in it this run, that a fault which opens it lands.
     pub lead_rate: f64,
-    /// How much likelier a fault not yet reached in a live phase is than its weight says.
+    /// An aimed pick weighs each fault not yet reached in a live phase as `factor` times the
+    /// heaviest kind of the script's weights (the others keep their own weight).
     pub factor: u32,
 }
 
