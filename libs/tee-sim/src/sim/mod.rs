@@ -89,6 +89,10 @@ pub struct Sim {
     pub(crate) nic: NicDriver,
     pub(crate) checker: Checker,
     pub(crate) trail: VecDeque<String>,
+    /// Trail lines kept (`TEESYS_TRAIL`, read once: `note` runs every step).
+    trail_len: usize,
+    /// Whether every SMC goes into the trail (`TEESYS_TRACE_SMC`, read once).
+    pub(crate) trace_smcs: bool,
     pub stats: SimStats,
     /// The next boot kind, once init asked for a transition.
     pub(crate) pending_boot: Option<BootKind>,
@@ -148,6 +152,12 @@ impl Sim {
             tpm_consumer: TpmConsumer::default(),
             nic: NicDriver::default(),
             trail: VecDeque::new(),
+            trail_len: std::env::var("TEESYS_TRAIL")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(TRAIL)
+                .max(1),
+            trace_smcs: std::env::var_os("TEESYS_TRACE_SMC").is_some(),
             stats: SimStats::default(),
             pending_boot: Some(BootKind::Cold),
             hostile_pending: Vec::new(),
@@ -263,11 +273,7 @@ impl Sim {
     }
 
     pub(crate) fn note(&mut self, line: String) {
-        let keep = std::env::var("TEESYS_TRAIL")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(TRAIL);
-        while self.trail.len() >= keep.max(1) {
+        while self.trail.len() >= self.trail_len {
             self.trail.pop_front();
         }
         self.trail

@@ -304,7 +304,7 @@ impl Sim {
                     self.reuse_a_retired_cookie(&mut ram, &regs);
                 }
                 let out = self.secure.smc(&mut ram, regs);
-                if std::env::var_os("TEESYS_TRACE_SMC").is_some() {
+                if self.trace_smcs {
                     let arg = optee_abi::msg::MsgArg::read_from(
                         &ram,
                         optee_abi::smc::join_u32_pair(regs[1], regs[2]),
