@@ -2,7 +2,10 @@
 //!
 //! All nondeterminism comes from one seed, so any failure replays from the seed it prints.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod harness;
+pub mod hostile;
 pub mod layout;
 pub mod ram;
 pub mod sim;
