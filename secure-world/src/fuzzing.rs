@@ -200,7 +200,11 @@ impl Hostile<'_> {
         }
         // An OPEN_SESSION names a TA by UUID in its first two (meta) values.
         if cmd == 0 && num >= 2 && self.input.u8() % 2 == 0 {
-            let uuid = if self.input.u8() % 2 == 0 { FTPM_TA } else { BNXT_TA };
+            let uuid = if self.input.u8() % 2 == 0 {
+                FTPM_TA
+            } else {
+                BNXT_TA
+            };
             let meta = (attr::VALUE_INPUT | attr::META).to_le_bytes();
             bytes[32..40].copy_from_slice(&meta);
             bytes[64..72].copy_from_slice(&meta);
@@ -277,7 +281,10 @@ fn check_answer(world: &SecureWorld, id: u32, out: &Regs) {
     if func::is_fast(id) {
         if !IDENTITY_CALLS.contains(&id) {
             assert!(
-                matches!(a0, ret::OK | ret::UNKNOWN_FUNCTION | ret::ENOTAVAIL | ret::EBADCMD),
+                matches!(
+                    a0,
+                    ret::OK | ret::UNKNOWN_FUNCTION | ret::ENOTAVAIL | ret::EBADCMD
+                ),
                 "fast call {id:#x} answered {a0:#x}"
             );
         }
@@ -334,5 +341,9 @@ pub fn check_sw_entry(data: &[u8]) {
     }
     world.reset();
     assert_eq!(world.threads().free(), threads, "a thread held after reset");
-    assert_eq!(world.heap().used, world.heap().baseline, "heap held after reset");
+    assert_eq!(
+        world.heap().used,
+        world.heap().baseline,
+        "heap held after reset"
+    );
 }

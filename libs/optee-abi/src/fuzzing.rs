@@ -41,7 +41,10 @@ struct Ram {
 
 impl Ram {
     fn range(&self, pa: u64, len: usize) -> Result<core::ops::Range<usize>, MemError> {
-        let err = MemError { pa, len: len as u64 };
+        let err = MemError {
+            pa,
+            len: len as u64,
+        };
         if !self.contains(pa, len as u64) {
             return Err(err);
         }
@@ -102,7 +105,10 @@ fn check_span(offset: u64, size: u64) {
     let end = u128::from(offset) + u128::from(size);
     match data_pages_spanned(offset, size) {
         Ok(pages) => {
-            assert!(offset < PAGE_SIZE_U64, "an offset past the first page is refused");
+            assert!(
+                offset < PAGE_SIZE_U64,
+                "an offset past the first page is refused"
+            );
             let pages = u128::from(pages);
             let page = u128::from(PAGE_SIZE_U64);
             assert!(pages * page >= end, "the pages cover the span");
@@ -157,7 +163,11 @@ pub fn check_page_list(data: &[u8]) {
         let mut seen = 0;
         let first = lists.first().copied().unwrap_or(0) | (offset % PAGE_SIZE_U64);
         let walked = walk_page_list(&ram, first, num_data, |pa| {
-            assert_eq!(Some(&pa), pages.get(seen), "walk gives back the written page");
+            assert_eq!(
+                Some(&pa),
+                pages.get(seen),
+                "walk gives back the written page"
+            );
             seen += 1;
         });
         assert_eq!(walked, Ok(()));
@@ -179,7 +189,10 @@ pub fn check_page_list(data: &[u8]) {
     let mut seen = 0;
     let walked = walk_page_list(&ram, buf_ptr, num_pages, |pa| {
         assert_eq!(pa % PAGE_SIZE_U64, 0, "an unaligned page was handed out");
-        assert!(ram.contains(pa, PAGE_SIZE_U64), "a page outside RAM was handed out");
+        assert!(
+            ram.contains(pa, PAGE_SIZE_U64),
+            "a page outside RAM was handed out"
+        );
         seen += 1;
     });
     match walked {

@@ -80,10 +80,7 @@ fn hostile_spans_are_typed_errors() {
         })
     );
     assert_eq!(data_pages_spanned(0, u64::MAX), Ok(u64::MAX / 4096 + 1));
-    assert_eq!(
-        data_pages_spanned(4096, 1),
-        Err(AbiError::BadOffset(4096))
-    );
+    assert_eq!(data_pages_spanned(4096, 1), Err(AbiError::BadOffset(4096)));
 }
 
 #[test]

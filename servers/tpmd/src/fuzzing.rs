@@ -174,7 +174,10 @@ fn check_data(stream: &[u8], seed: u8) {
         Ok(received) => Some(DataError::Truncated { received }),
     };
     assert_eq!(conn.framing_error(), framing);
-    assert_eq!(writes.len(), expected.len() + usize::from(framing.is_some()));
+    assert_eq!(
+        writes.len(),
+        expected.len() + usize::from(framing.is_some())
+    );
     for (i, (write, command)) in writes.iter().zip(&expected).enumerate() {
         if i % 3 == 2 {
             let retry = tpm_error_response(TpmError::Retryable.to_tpm_rc());

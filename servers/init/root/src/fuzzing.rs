@@ -50,7 +50,10 @@ fn check_frame(frame: &[u8], admission: &Admission) {
             op,
         } => {
             assert_eq!(header, Ok(got));
-            assert!(!got.is_stale_for(CONTROL_GENERATION), "a stale request served");
+            assert!(
+                !got.is_stale_for(CONTROL_GENERATION),
+                "a stale request served"
+            );
             let decoded = decode::<ControlRequest>(frame).map(|f| f.body);
             assert_eq!(decoded, Ok(request));
             assert_eq!(op, op_kind(request));
@@ -69,7 +72,10 @@ fn check_frame(frame: &[u8], admission: &Admission) {
                     generation: CONTROL_GENERATION,
                 }
             } else {
-                assert!(decode::<ControlRequest>(frame).is_err(), "a good request refused");
+                assert!(
+                    decode::<ControlRequest>(frame).is_err(),
+                    "a good request refused"
+                );
                 WireError::BadRequest
             };
             assert_eq!(answer.body, ControlResponse::Error(expected));
@@ -98,7 +104,14 @@ fn check_admission(op: OpKind, now: &Admission) {
         }
         OpKind::Kill(kind) => {
             let live = now.process[server_index(kind)];
-            assert_eq!(verdict, if live { Ok(()) } else { Err(WireError::NotFound) });
+            assert_eq!(
+                verdict,
+                if live {
+                    Ok(())
+                } else {
+                    Err(WireError::NotFound)
+                }
+            );
         }
     }
 }
@@ -127,7 +140,11 @@ pub fn check_init_control(data: &[u8]) {
     'feed: while !rest.is_empty() {
         state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         let pick = (state >> 16) as usize;
-        let len = if pick % 5 == 0 { rest.len() } else { 1 + pick % 97 };
+        let len = if pick % 5 == 0 {
+            rest.len()
+        } else {
+            1 + pick % 97
+        };
         let (chunk, tail) = rest.split_at(len.min(rest.len()));
         rest = tail;
         reader.push(chunk);
