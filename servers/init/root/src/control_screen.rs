@@ -20,7 +20,7 @@ pub enum Screened {
     },
     /// Answered at once and nothing done: a frame for an earlier init, or a body that does not
     /// decode.
-    Answer(Frame<ControlResponse>),
+    Answer(Box<Frame<ControlResponse>>),
     /// Not even the header decodes: the connection is dropped unanswered.
     Drop(ProtoError),
 }
@@ -33,7 +33,7 @@ pub fn screen(bytes: &[u8]) -> Screened {
             request: frame.body,
             op: op_kind(frame.body),
         },
-        Incoming::Answer(answer) => Screened::Answer(answer),
+        Incoming::Answer(answer) => Screened::Answer(Box::new(answer)),
         Incoming::Drop(error) => Screened::Drop(error),
     }
 }

@@ -46,7 +46,7 @@ impl Host {
                 op,
             } => (header, request, op),
             Screened::Answer(answer) => {
-                self.write_reply(conn, answer);
+                self.write_reply(conn, *answer);
                 return;
             }
             Screened::Drop(error) => {

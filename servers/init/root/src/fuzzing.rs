@@ -80,7 +80,7 @@ fn check_frame(frame: &[u8], admission: &Admission) {
             };
             assert_eq!(answer.body, ControlResponse::Error(expected));
             let mut buf = [0u8; FRAME_MAX];
-            assert!(encode(&answer, &mut buf).is_ok(), "the answer must encode");
+            assert!(encode(&*answer, &mut buf).is_ok(), "the answer must encode");
         }
         Screened::Drop(error) => assert_eq!(header, Err(error)),
     }
