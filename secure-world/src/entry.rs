@@ -273,7 +273,7 @@ impl SecureWorld {
         }
         let offset = buf_ptr & (optee_abi::mem::PAGE_SIZE_U64 - 1);
         let spanned = offset.checked_add(size).ok_or(BAD_PARAMS)?;
-        let num_pages = data_pages_spanned(offset, size);
+        let num_pages = data_pages_spanned(offset, size).map_err(|_| BAD_PARAMS)?;
         // Upstream allocates the page array first, so an absurd size fails on the heap.
         let array_bytes = num_pages.checked_mul(8).ok_or(BAD_PARAMS)?;
         if spanned == 0 || array_bytes > self.heap.available() as u64 {

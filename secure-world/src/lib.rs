@@ -37,6 +37,8 @@ pub mod config;
 mod engine;
 mod entry;
 mod fast;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heap;
 pub mod notif;
 pub mod ram;

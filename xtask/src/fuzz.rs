@@ -1,6 +1,8 @@
 //! `cargo xtask fuzz [TARGET] [--seconds N]`: the cargo-fuzz targets in fuzz/ (outside the
 //! workspace), on a nightly toolchain installed here for fuzzing only; stable builds never see
-//! them. Each target runs over its committed corpus for N seconds; a crash fails the command.
+//! them. Each target runs over its committed corpus (fuzz/corpus/<target>, where new inputs are
+//! added) and its regressions (fuzz/regressions/<target>, read only) for N seconds; a crash
+//! fails the command. fuzz/README.md says what each target drives.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +10,15 @@ use std::process::Command;
 use crate::run::CommandExt;
 
 /// Every target, as fuzz/Cargo.toml names them.
-pub const TARGETS: &[&str] = &["msg_arg", "frames"];
+pub const TARGETS: &[&str] = &[
+    "msg_arg",
+    "frames",
+    "page_list",
+    "swtpm",
+    "sw_entry",
+    "teed_hostile_sw",
+    "init_control",
+];
 
 const TOOLCHAIN: &str = "nightly";
 
@@ -45,11 +55,17 @@ pub fn run(root: &Path, target: Option<&str>, seconds: u64) -> Result<(), String
     for name in targets {
         println!("==> fuzz {name} for {seconds} s");
         let corpus = fuzz_dir.join("corpus").join(name);
-        Command::new("cargo")
+        let regressions = fuzz_dir.join("regressions").join(name);
+        let mut command = Command::new("cargo");
+        command
             .current_dir(&fuzz_dir)
             .arg(format!("+{TOOLCHAIN}"))
             .args(["fuzz", "run", name])
-            .arg(&corpus)
+            .arg(&corpus);
+        if regressions.is_dir() {
+            command.arg(&regressions);
+        }
+        command
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .status_ok("cargo fuzz run")?;

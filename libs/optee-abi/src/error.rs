@@ -29,6 +29,9 @@ pub enum AbiError {
     /// the page-list buffer offset is not below the page size
     #[error("buffer offset {0:#x} is not inside the first page")]
     BadOffset(u64),
+    /// a buffer whose offset plus size does not fit in 64 bits
+    #[error("buffer of {size:#x} bytes at offset {offset:#x} spans past the address space")]
+    SpanOverflow { offset: u64, size: u64 },
     /// the number of list pages supplied does not match the data pages
     #[error("{have} list pages supplied for a list that needs {needed}")]
     ListPageCount { needed: usize, have: usize },

@@ -7,6 +7,8 @@
 #![no_std]
 
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mem;
 pub mod msg;
 pub mod pagelist;

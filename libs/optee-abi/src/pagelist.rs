@@ -16,8 +16,17 @@ pub const fn list_pages_needed(num_pages: usize) -> usize {
 }
 
 /// Data pages spanned by a buffer of `size` bytes starting `offset` bytes into its first page.
-pub const fn data_pages_spanned(offset: u64, size: u64) -> u64 {
-    (offset + size).div_ceil(PAGE_SIZE_U64)
+/// Both come from a normal-world TMEM param, so either may be hostile: an offset that is not
+/// inside the first page is [`AbiError::BadOffset`], and a span past the 64-bit address space
+/// is [`AbiError::SpanOverflow`] (it used to overflow `offset + size`).
+pub const fn data_pages_spanned(offset: u64, size: u64) -> Result<u64, AbiError> {
+    if offset >= PAGE_SIZE_U64 {
+        return Err(AbiError::BadOffset(offset));
+    }
+    match offset.checked_add(size) {
+        Some(end) => Ok(end.div_ceil(PAGE_SIZE_U64)),
+        None => Err(AbiError::SpanOverflow { offset, size }),
+    }
 }
 
 fn check_page(mem: &(impl PhysMem + ?Sized), pa: u64) -> Result<(), AbiError> {

@@ -62,9 +62,25 @@ fn sizes_match_reference() {
     assert_eq!(list_pages_needed(2), 1);
     assert_eq!(list_pages_needed(511), 1);
     assert_eq!(list_pages_needed(512), 2);
-    assert_eq!(data_pages_spanned(0, 8192), 2);
-    assert_eq!(data_pages_spanned(1, 8192), 3);
-    assert_eq!(data_pages_spanned(0, 4 << 20), 1024);
+    assert_eq!(data_pages_spanned(0, 8192), Ok(2));
+    assert_eq!(data_pages_spanned(1, 8192), Ok(3));
+    assert_eq!(data_pages_spanned(0, 4 << 20), Ok(1024));
+    assert_eq!(data_pages_spanned(0, 0), Ok(0));
+}
+
+/// A hostile TMEM param: `offset + size` used to overflow (found by the `page_list` fuzz
+/// target; its input is in fuzz/regressions/page_list).
+#[test]
+fn hostile_spans_are_typed_errors() {
+    assert_eq!(
+        data_pages_spanned(0x800, u64::MAX),
+        Err(AbiError::SpanOverflow {
+            offset: 0x800,
+            size: u64::MAX
+        })
+    );
+    assert_eq!(data_pages_spanned(0, u64::MAX), Ok(u64::MAX / 4096 + 1));
+    assert_eq!(data_pages_spanned(4096, 1), Err(AbiError::BadOffset(4096)));
 }
 
 #[test]

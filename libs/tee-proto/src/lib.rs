@@ -28,6 +28,8 @@ mod byte_vec;
 pub mod control;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod interface;
 pub mod lifecycle;

@@ -54,11 +54,63 @@ pub enum StreamError {
     Proto(#[from] ProtoError),
 }
 
+/// The receiving half's framing, without the socket: bytes in, whole frames out. A frame
+/// header announcing more than the limit is an error as soon as its four bytes are in.
+#[derive(Debug)]
+pub struct FrameReader {
+    inbound: Vec<u8>,
+    max_frame: usize,
+}
+
+impl FrameReader {
+    /// A reader refusing frames over `max_frame` bytes.
+    pub fn new(max_frame: usize) -> FrameReader {
+        FrameReader {
+            inbound: Vec::new(),
+            max_frame,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.inbound.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame received, if any. An over-long header is an error (the stream can
+    /// no longer be trusted to be in step).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        let Some(header) = self.inbound.get(..FRAME_HEADER_BYTES) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; FRAME_HEADER_BYTES];
+        len_bytes.copy_from_slice(header);
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        if len > self.max_frame {
+            return Err(StreamError::TooLong {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let end = FRAME_HEADER_BYTES + len;
+        let Some(payload) = self.inbound.get(FRAME_HEADER_BYTES..end) else {
+            return Ok(None);
+        };
+        let payload = payload.to_vec();
+        self.inbound.drain(..end);
+        Ok(Some(payload))
+    }
+
+    /// Bytes received that do not yet make a whole frame.
+    pub fn partial_bytes(&self) -> usize {
+        self.inbound.len()
+    }
+}
+
 /// A buffered, non-blocking, length-prefixed frame connection.
 #[derive(Debug)]
 pub struct FramedStream {
     stream: UnixStream,
-    inbound: Vec<u8>,
+    inbound: FrameReader,
     outbound: Vec<u8>,
     /// Bytes of `outbound` already written.
     written: usize,
@@ -74,7 +126,7 @@ impl FramedStream {
         stream.set_nonblocking(true)?;
         Ok(FramedStream {
             stream,
-            inbound: Vec::new(),
+            inbound: FrameReader::new(max_frame),
             outbound: Vec::new(),
             written: 0,
             max_frame,
@@ -101,7 +153,7 @@ impl FramedStream {
                     break;
                 }
                 Ok(n) => {
-                    self.inbound.extend_from_slice(&chunk[..n]);
+                    self.inbound.push(&chunk[..n]);
                     total += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -115,25 +167,7 @@ impl FramedStream {
     /// The next whole frame received, if any. An over-long header is an error (the stream can
     /// no longer be trusted to be in step).
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
-        let Some(header) = self.inbound.get(..FRAME_HEADER_BYTES) else {
-            return Ok(None);
-        };
-        let mut len_bytes = [0u8; FRAME_HEADER_BYTES];
-        len_bytes.copy_from_slice(header);
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        if len > self.max_frame {
-            return Err(StreamError::TooLong {
-                len,
-                max: self.max_frame,
-            });
-        }
-        let end = FRAME_HEADER_BYTES + len;
-        if self.inbound.len() < end {
-            return Ok(None);
-        }
-        let payload = self.inbound[FRAME_HEADER_BYTES..end].to_vec();
-        self.inbound.drain(..end);
-        Ok(Some(payload))
+        self.inbound.next_frame()
     }
 
     /// Whether the peer ended its side of the stream.
@@ -143,7 +177,7 @@ impl FramedStream {
 
     /// Bytes received that do not yet make a whole frame (at the peer's close: a cut frame).
     pub fn partial_bytes(&self) -> usize {
-        self.inbound.len()
+        self.inbound.partial_bytes()
     }
 
     /// Queues `payload` as one frame; [`FramedStream::flush`] sends it.

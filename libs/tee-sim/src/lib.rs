@@ -3,7 +3,10 @@
 //! All nondeterminism comes from one seed, so any failure replays from the seed it prints.
 
 pub mod coverage;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod harness;
+pub mod hostile;
 pub mod layout;
 pub mod ram;
 pub mod sim;

@@ -14,6 +14,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod ftpm;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod swtpm;
 
 pub use crate::ftpm::{shutdown_clear_command, FtpmService};

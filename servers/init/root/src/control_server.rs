@@ -7,14 +7,15 @@
 //! secure world what it holds (`Stats`), all with a short deadline: what does not answer in
 //! time shows as unknown.
 
-use tee_proto::control::{ControlInterface, ControlResponse, OpKind, OpReport};
+use tee_proto::control::{ControlResponse, OpKind, OpReport};
 use tee_proto::lifecycle::{InitRequest, ServerStatus};
 use tee_proto::secure::{SecureRequest, SecureResponse};
-use tee_proto::{accept_request, Frame, Header, Incoming, WireError};
+use tee_proto::{Frame, Header, WireError};
 
 use crate::control_conns::{ConnId, Read};
+use crate::control_screen::{admit, screen, Admission, Screened};
 use crate::control_state::{
-    op_kind, ActiveOp, PendingReply, ReplyBody, SecureQuery, StatusQuery, CONTROL_GENERATION,
+    ActiveOp, PendingReply, ReplyBody, SecureQuery, StatusQuery, CONTROL_GENERATION,
     STATUS_QUERY_MS,
 };
 use crate::ops::PendingOp;
@@ -38,33 +39,37 @@ impl Host {
             Read::Frame(buf) => buf,
             Read::Nothing | Read::Gone => return,
         };
-        let frame = match accept_request::<ControlInterface>(&buf, CONTROL_GENERATION) {
-            Incoming::Request(frame) => frame,
-            Incoming::Answer(answer) => {
-                self.write_reply(conn, answer);
+        let (header, request, op) = match screen(&buf) {
+            Screened::Request {
+                header,
+                request,
+                op,
+            } => (header, request, op),
+            Screened::Answer(answer) => {
+                self.write_reply(conn, *answer);
                 return;
             }
-            Incoming::Drop(error) => {
+            Screened::Drop(error) => {
                 tracing::warn!(%error, "undecodable control frame; connection dropped");
                 self.conns.remove(conn);
                 return;
             }
         };
-        tracing::info!(request = ?frame.body, "control request");
-        match op_kind(frame.body) {
-            None => self.begin_reply(conn, frame.header, ReplyBody::Status),
+        tracing::info!(?request, "control request");
+        match op {
+            None => self.begin_reply(conn, header, ReplyBody::Status),
             Some(op) => match self.begin_op(op) {
                 Ok(pending) => {
                     self.op = Some(ActiveOp {
                         pending,
                         conn,
-                        request: frame.header,
+                        request: header,
                     })
                 }
                 Err(error) => self.write_reply(
                     conn,
                     Frame {
-                        header: frame.header.reply_to(CONTROL_GENERATION),
+                        header: header.reply_to(CONTROL_GENERATION),
                         body: ControlResponse::Error(error),
                     },
                 ),
@@ -74,17 +79,18 @@ impl Host {
 
     /// Starts `op` if it applies now.
     fn begin_op(&mut self, op: OpKind) -> Result<PendingOp, WireError> {
-        if self.op.is_some() || self.down.requested {
-            return Err(WireError::Busy);
-        }
         let now = self.now();
         let view = self.sup.snapshot();
+        let admission = Admission {
+            op_running: self.op.is_some(),
+            down_requested: self.down.requested,
+            world_up: matches!(view.phase, Phase::Booting | Phase::Running),
+            started: SERVERS.map(|kind| view.server(kind).state != SupervisedState::NotStarted),
+            process: SERVERS.map(|kind| self.procs[server_index(kind)].is_some()),
+        };
+        admit(op, &admission)?;
         let pending = PendingOp::new(op, now, &view);
-        let world_up = matches!(view.phase, Phase::Booting | Phase::Running);
         match op {
-            OpKind::Kexec | OpKind::Reboot | OpKind::Crash { .. } | OpKind::Down if !world_up => {
-                return Err(WireError::Busy)
-            }
             OpKind::Kexec => self.sup.request_kexec(now),
             OpKind::Reboot => self.sup.request_reboot(now),
             OpKind::Crash { hard } => self.sup.request_crash(now, !hard),
@@ -93,12 +99,7 @@ impl Host {
                 // An orderly reboot's shutdown IPC; the host then does not boot again.
                 self.sup.request_reboot(now);
             }
-            OpKind::Restart(kind) => {
-                if !world_up || view.server(kind).state == SupervisedState::NotStarted {
-                    return Err(WireError::Busy);
-                }
-                self.sup.request_restart(now, kind);
-            }
+            OpKind::Restart(kind) => self.sup.request_restart(now, kind),
             OpKind::Kill(kind) => {
                 let process = self.procs[server_index(kind)]
                     .as_mut()

@@ -20,9 +20,12 @@
 
 mod caps;
 mod control_conns;
+mod control_screen;
 mod control_server;
 mod control_state;
 mod event_loop;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ops;
 pub mod paths;
 pub mod procs;
