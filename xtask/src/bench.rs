@@ -33,7 +33,7 @@ const BENCH_PACKAGES: [&str; 7] = [
 /// Debian's swtpm: the baseline of the TPM figures (swtpm-tools for swtpm_setup's friends).
 const BASELINE_PACKAGES: [&str; 2] = ["swtpm", "swtpm-tools"];
 
-pub fn run(root: &Path, quick: bool, with_qemu: bool) -> Result<(), String> {
+pub fn run(root: &Path, quick: bool, with_qemu: bool, all_cpus: bool) -> Result<(), String> {
     prereq::ensure(root)?;
     // Before the bench, so its minutes of TCG do not load the bench's measurements.
     let qemu_timings = if with_qemu {
@@ -68,6 +68,9 @@ pub fn run(root: &Path, quick: bool, with_qemu: bool) -> Result<(), String> {
     bench.current_dir(root).arg("--out-dir").arg(&out_dir);
     if quick {
         bench.arg("--quick");
+    }
+    if all_cpus {
+        bench.arg("--all-cpus");
     }
     match qemu_timings {
         Ok(path) => bench.arg("--qemu-timings").arg(path),

@@ -41,6 +41,8 @@ pub enum Command {
         quick: bool,
         /// Run `cargo xtask qemu --kexecs 10` first, for the QEMU guest's kexec figure.
         qemu: bool,
+        /// Leave the bench's processes unpinned (by default they share CPU 0).
+        all_cpus: bool,
     },
     Qemu(crate::qemu::QemuArgs),
     CheckModel,
@@ -81,11 +83,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "redox" => no_extra_args(Command::Redox),
         "check-sel4" => no_extra_args(Command::CheckSel4),
         "bench" => {
-            let (mut quick, mut qemu) = (false, true);
+            let (mut quick, mut qemu, mut all_cpus) = (false, true, false);
             for arg in rest {
                 match arg.as_str() {
                     "--quick" => quick = true,
                     "--no-qemu" => qemu = false,
+                    "--all-cpus" => all_cpus = true,
                     other => return Err(format!("unknown option `{other}` for `bench`")),
                 }
             }
@@ -93,6 +96,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             Ok(Command::Bench {
                 quick,
                 qemu: qemu && !quick,
+                all_cpus,
             })
         }
         "qemu" => parse_qemu(rest).map(Command::Qemu),
@@ -187,21 +191,24 @@ mod tests {
             parse_words(&["bench"]).unwrap(),
             Command::Bench {
                 quick: false,
-                qemu: true
+                qemu: true,
+                all_cpus: false
             }
         );
         assert_eq!(
             parse_words(&["bench", "--quick"]).unwrap(),
             Command::Bench {
                 quick: true,
-                qemu: false
+                qemu: false,
+                all_cpus: false
             }
         );
         assert_eq!(
             parse_words(&["bench", "--no-qemu"]).unwrap(),
             Command::Bench {
                 quick: false,
-                qemu: false
+                qemu: false,
+                all_cpus: false
             }
         );
         assert_eq!(parse_words(&["check-model"]).unwrap(), Command::CheckModel);

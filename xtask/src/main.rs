@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's own build tasks, needing nothing but cargo (and serde_json to read
 //! `cargo metadata`).
 //!
-//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench [--quick]
+//! Subcommands: `test [--soak]`, `cross`, `redox`, `check-sel4`, `demo [ARGS...]`, `bench [--quick] [--all-cpus]
 //! [--no-qemu]`, `qemu [--kexecs N]`, `tidy`, `check-model`, `sim-coverage [--seeds N]`, `fuzz`.
 
 mod bench;
@@ -52,7 +52,11 @@ fn main() -> ExitCode {
         Command::Fuzz { target, seconds } => fuzz::run(&root, target.as_deref(), seconds),
         // A fresh machine needs libtpms-dev and friends before the stack builds.
         Command::Demo { args } => prereq::ensure(&root).and_then(|()| run::demo(&root, &args)),
-        Command::Bench { quick, qemu } => bench::run(&root, quick, qemu),
+        Command::Bench {
+            quick,
+            qemu,
+            all_cpus,
+        } => bench::run(&root, quick, qemu, all_cpus),
         // Its own prerequisites (QEMU, the cross tools) come with it; the stack's too.
         Command::Qemu(args) => {
             prereq::ensure(&root).and_then(|()| qemu::run(&root, &args).map(|_| ()))

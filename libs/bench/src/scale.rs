@@ -23,6 +23,9 @@ pub struct ScaleRow {
     pub live: usize,
     pub register_us: f64,
     pub unregister_us: f64,
+    /// Unregistering the newest registration instead of a spread-out one: the same lookups
+    /// and bookkeeping on memory the CPU caches still hold.
+    pub unregister_newest_us: f64,
 }
 
 /// A deterministic index stream (xorshift), so every run unregisters the same spread of
@@ -227,6 +230,7 @@ pub fn scale<D: Driver>(
             driver.register()?;
         }
         let (mut register, mut unregister) = (Samples::default(), Samples::default());
+        let mut newest = Samples::default();
         let per_op = u32::try_from(ops.max(1)).unwrap_or(u32::MAX);
         for _ in 0..rounds {
             let start = Instant::now();
@@ -240,14 +244,64 @@ pub fn scale<D: Driver>(
                 driver.unregister_at(at)?;
             }
             unregister.push(start.elapsed() / per_op);
+            for _ in 0..ops {
+                driver.register()?;
+            }
+            let start = Instant::now();
+            for _ in 0..ops {
+                driver.unregister_at(driver.live().saturating_sub(1))?;
+            }
+            newest.push(start.elapsed() / per_op);
         }
         rows.push(ScaleRow {
             live: size,
             register_us: register.median_us(),
             unregister_us: unregister.median_us(),
+            unregister_newest_us: newest.median_us(),
         });
     }
     Ok(rows)
+}
+
+/// A record the size of one registration's books in the model or in teed (roughly).
+type FloorRecord = [u64; 32];
+
+/// The memory floor under the scale figures: a bare `BTreeMap` of as many 256-byte records,
+/// with the same spread of removals and the same appends, per operation (an insert and a
+/// removal averaged) at each size. No registration logic at all, so its growth from the
+/// smallest size to the largest is what the memory hierarchy alone costs.
+pub fn memory_floor(sizes: &[usize], rounds: usize, ops: usize) -> Vec<(usize, f64)> {
+    let mut spread = Spread(0x9e37_79b9_7f4a_7c15);
+    let mut map: std::collections::BTreeMap<u64, FloorRecord> = Default::default();
+    let mut live: Vec<u64> = Vec::new();
+    let mut next_key = 0u64;
+    let mut insert = |map: &mut std::collections::BTreeMap<u64, FloorRecord>,
+                      live: &mut Vec<u64>| {
+        next_key += 1;
+        map.insert(next_key, [next_key; 32]);
+        live.push(next_key);
+    };
+    let mut rows = Vec::new();
+    let per_op = u32::try_from((2 * ops).max(1)).unwrap_or(u32::MAX);
+    for &size in sizes {
+        while live.len() < size {
+            insert(&mut map, &mut live);
+        }
+        let mut samples = Samples::default();
+        for _ in 0..rounds {
+            let start = Instant::now();
+            for _ in 0..ops {
+                insert(&mut map, &mut live);
+            }
+            for _ in 0..ops {
+                let key = live.swap_remove(spread.below(live.len()));
+                std::hint::black_box(map.remove(&key));
+            }
+            samples.push(start.elapsed() / per_op);
+        }
+        rows.push((size, samples.median_us()));
+    }
+    rows
 }
 
 /// Largest over smallest per-operation cost across the sizes.
@@ -314,6 +368,13 @@ mod tests {
         assert_eq!(teed.registrations(), 8);
         teed.shutdown().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(teed.registrations(), 0);
+    }
+
+    #[test]
+    fn the_memory_floor_keeps_its_sizes() {
+        let rows = memory_floor(&[10, 100], 2, 5);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![10, 100]);
+        assert!(rows.iter().all(|r| r.1 >= 0.0));
     }
 
     #[test]

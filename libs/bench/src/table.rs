@@ -125,6 +125,8 @@ pub struct Run {
     pub load_start: [f64; 3],
     pub load_end: [f64; 3],
     pub cpus: usize,
+    /// The CPU every process of the run was pinned to, if any.
+    pub pinned_cpu: Option<usize>,
     pub seconds: f64,
     pub figures: Vec<Figure>,
     /// Where the time goes, measured per hop in this run.
@@ -173,7 +175,7 @@ pub fn markdown(run: &Run) -> String {
         "Written by `cargo xtask bench`{} ({} build). Every figure is measured against a \
          baseline measured in the same run, so the ratios hold on a loaded machine where the \
          absolute figures drift. Load average (1, 5, 15 min) {} at the start, {} at the end, on \
-         {} CPUs; the run took {:.0} s.\n",
+         {} CPUs{}; the run took {:.0} s.\n",
         if run.quick {
             " --quick (tiny iteration counts: a check that the bench works, not a measurement)"
         } else {
@@ -187,6 +189,15 @@ pub fn markdown(run: &Run) -> String {
         run.load_start.map(|l| format!("{l:.2}")).join(" "),
         run.load_end.map(|l| format!("{l:.2}")).join(" "),
         run.cpus,
+        match run.pinned_cpu {
+            Some(cpu) => format!(
+                ", every process of the run pinned to CPU {cpu} (`--all-cpus` not to): a \
+                 hand-off between processes is then a context switch for teesys and baselines \
+                 alike, not a wake-up of an idle CPU, whose cost a virtual machine can vary \
+                 tenfold from one placement of a process pair to the next"
+            ),
+            None => String::new(),
+        },
         run.seconds
     );
     let _ = writeln!(
@@ -282,6 +293,7 @@ mod tests {
             load_start: [0.5, 0.4, 0.3],
             load_end: [0.6, 0.4, 0.3],
             cpus: 2,
+            pinned_cpu: Some(0),
             seconds: 1.0,
             figures: vec![
                 Figure::measured(
