@@ -6,6 +6,7 @@
 //! arguments, page lists) and SMCs with registers of its choosing, each SMC going straight
 //! into [`SecureWorld::smc`], fast and yielding calls alike.
 
+use optee_abi::fuzzing::Input;
 use optee_abi::mem::{PhysMem, PAGE_SIZE, PAGE_SIZE_U64};
 use optee_abi::msg::{attr, ARG_HEADER_SIZE, PARAM_SIZE};
 use optee_abi::smc::{func, ret, rpc, split_u64, Regs};
@@ -83,40 +84,6 @@ const RETURN_CODES: [u32; 9] = [
 
 /// The RPC requests a yielding call may come back with instead of a return code.
 const RPCS: [u32; 4] = [rpc::ALLOC, rpc::FREE, rpc::FOREIGN_INTR, rpc::CMD];
-
-/// Reads fields off the front of the input; zeros once it runs out.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    fn bytes<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        let n = self.0.len().min(N);
-        out[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        out
-    }
-    fn take(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-    fn u8(&mut self) -> u8 {
-        self.bytes::<1>()[0]
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.bytes())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.bytes())
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.bytes())
-    }
-}
 
 /// The hostile normal world: its RAM, the secure world's last answer, and the program.
 struct Hostile<'a> {
@@ -304,7 +271,7 @@ fn check_answer(world: &SecureWorld, id: u32, out: &Regs) {
 /// A hostile normal world against the secure world's SMC entry: never a panic, every answer an
 /// OP-TEE return code or RPC, and after a machine reset nothing is left held.
 pub fn check_sw_entry(data: &[u8]) {
-    let mut input = Input(data);
+    let mut input = Input::new(data);
     let flags = input.u8();
     let profile = if flags & 1 == 0 {
         Profile::Optee3_14

@@ -70,26 +70,47 @@ impl PhysMem for Ram {
     }
 }
 
-/// Reads fixed-size fields off the front of the input, zeros once it runs out.
-struct Input<'a>(&'a [u8]);
+/// Reads fixed-size fields off the front of a fuzz input, zeros once it runs out: every
+/// target that decodes a program from its bytes (here, the secure world's, tee-sim's hostile
+/// secure world) reads through this one.
+pub struct Input<'a>(&'a [u8]);
 
-impl Input<'_> {
-    fn bytes<const N: usize>(&mut self) -> [u8; N] {
+impl<'a> Input<'a> {
+    pub fn new(data: &'a [u8]) -> Input<'a> {
+        Input(data)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
         let mut out = [0u8; N];
         let n = self.0.len().min(N);
         out[..n].copy_from_slice(&self.0[..n]);
         self.0 = &self.0[n..];
         out
     }
-    fn u8(&mut self) -> u8 {
+    /// Up to `n` bytes, fewer when the input runs out.
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    pub fn u8(&mut self) -> u8 {
         self.bytes::<1>()[0]
     }
-    fn u16(&mut self) -> u16 {
+    pub fn u16(&mut self) -> u16 {
         u16::from_le_bytes(self.bytes())
     }
-    fn u64(&mut self) -> u64 {
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.bytes())
+    }
+    pub fn u64(&mut self) -> u64 {
         u64::from_le_bytes(self.bytes())
     }
+}
+
+impl Input<'_> {
     /// A page address: mostly one of the RAM's pages, sometimes a raw hostile word.
     fn page(&mut self) -> u64 {
         match self.u8() {
@@ -129,7 +150,7 @@ fn check_span(offset: u64, size: u64) {
 /// * `walk_page_list` over RAM filled with hostile bytes never panics, and every page it hands
 ///   out is page-aligned and inside RAM.
 pub fn check_page_list(data: &[u8]) {
-    let mut input = Input(data);
+    let mut input = Input::new(data);
     let offset = input.u64();
     let size = input.u64();
     check_span(offset, size);

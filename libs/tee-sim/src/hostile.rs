@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use optee_abi::fuzzing::Input;
 use optee_abi::msg::{Direction, MsgArg, Param};
 use optee_abi::smc::{func, join_u32_pair, rpc, split_u64, Regs};
 use optee_abi::uuid::{BNXT_TA, FTPM_TA};
@@ -68,30 +69,23 @@ pub struct Case {
     pub conduit_fails_after: Option<usize>,
 }
 
-/// Reads fields off the front of a byte string; zeros once it runs out.
-struct Bytes<'a>(&'a [u8]);
+/// The fuzz input reader, with the readers of this scenario's answers on top.
+struct Bytes<'a>(Input<'a>);
+
+impl<'a> std::ops::Deref for Bytes<'a> {
+    type Target = Input<'a>;
+    fn deref(&self) -> &Input<'a> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Bytes<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 impl Bytes<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        let n = self.0.len().min(N);
-        out[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        out
-    }
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes(self.take())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
-    }
-
     /// a0 of a frame: a return code, an RPC, UNKNOWN_FUNCTION, or any word.
     fn word(&mut self) -> u64 {
         match self.u8() % 11 {
@@ -149,10 +143,10 @@ impl Case {
     /// A case decoded from any bytes (the fuzz target's input): a flags byte (honest probe,
     /// conduit loss and when), then answers until the bytes or [`MAX_ANSWERS`] run out.
     pub fn from_bytes(data: &[u8]) -> Case {
-        let mut bytes = Bytes(data);
+        let mut bytes = Bytes(Input::new(data));
         let flags = bytes.u8();
         let mut answers = Vec::new();
-        while !bytes.0.is_empty() && answers.len() < MAX_ANSWERS {
+        while !bytes.is_empty() && answers.len() < MAX_ANSWERS {
             answers.push(bytes.answer());
         }
         Case {
