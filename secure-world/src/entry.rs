@@ -272,11 +272,11 @@ impl SecureWorld {
             return Ok(NwBuffer::new(Backing::Contig { pa: buf_ptr }, size));
         }
         let offset = buf_ptr & (optee_abi::mem::PAGE_SIZE_U64 - 1);
-        let spanned = offset.checked_add(size).ok_or(BAD_PARAMS)?;
+        // A span past 64 bits (hostile size) is BAD_PARAMS; an empty one spans no page.
         let num_pages = data_pages_spanned(offset, size).map_err(|_| BAD_PARAMS)?;
         // Upstream allocates the page array first, so an absurd size fails on the heap.
         let array_bytes = num_pages.checked_mul(8).ok_or(BAD_PARAMS)?;
-        if spanned == 0 || array_bytes > self.heap.available() as u64 {
+        if num_pages == 0 || array_bytes > self.heap.available() as u64 {
             return Err(BAD_PARAMS);
         }
         let mut pages = Vec::new();
